@@ -1,0 +1,46 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+ARGS ?=
+
+.PHONY: test lint unit demo bench cluster-up cluster-down controlplane venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# Builds etcd, kube-apiserver, kubectl and helm from their Go modules on first use (cached).
+controlplane:
+	@bash hack/build-controlplane.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv controlplane lint
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+cluster-up: venv controlplane
+	$(PY) -m tests.harness.cluster up
+
+cluster-down: venv
+	$(PY) -m tests.harness.cluster down
+
+demo: venv controlplane
+	$(PY) -m demo $(ARGS)
+
+bench: venv controlplane
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .cluster .demo

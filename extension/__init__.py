@@ -1,0 +1,1 @@
+"""UI-facing HTTP API: target lookup, migrate, abort, migration status."""

@@ -1,0 +1,1 @@
+"""migration-guard: rule engine, admission webhook, timeout enforcer and CLI."""
