@@ -1,0 +1,329 @@
+"""A real Kubernetes control plane on loopback for tests and the demo, like controller-runtime's envtest.
+
+etcd and kube-apiserver are the binaries built from their Go modules by hack/build-controlplane.sh
+(cached outside the checkout). The API server runs with RBAC and static bearer tokens for three users:
+`admin` (system:masters), and `alice` and `bob` with no rights until a test grants them some. No
+controllers run: there is no scheduler, no controller-manager, and ServiceAccount admission is off so
+pods can be created without service accounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.harness.pki import write_pki
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_DIR = REPO / "crds"
+USERS = {
+    "admin": ("system:masters",),
+    "alice": ("mg:users",),
+    "bob": ("mg:users",),
+}
+READY_TIMEOUT_S = 60.0
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says which step failed."""
+
+
+def controlplane_bin_dir() -> Path:
+    """The cached binaries, building them first when missing (MG_CONTROLPLANE_BIN overrides)."""
+    override = os.environ.get("MG_CONTROLPLANE_BIN")
+    if override:
+        return Path(override)
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-controlplane.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ControlPlaneError(f"building the control plane failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Child-side: get SIGTERM when the test process dies, so no orphan outlives an interrupted run."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class ControlPlane:
+    """A running etcd + kube-apiserver pair and the files clients need to reach it."""
+
+    workdir: Path
+    bin_dir: Path
+    port: int
+    tokens: dict[str, str]
+    ca_file: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kubeconfig_for("admin")
+
+    def kubeconfig_for(self, user: str) -> Path:
+        return self.workdir / f"kubeconfig-{user}"
+
+    def token(self, user: str) -> str:
+        return self.tokens[user]
+
+    def api_client(self, user: str = "admin"):
+        """An official-client ApiClient for `user`."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(
+            config_file=str(self.kubeconfig_for(user)), client_configuration=configuration
+        )
+        return client.ApiClient(configuration)
+
+    def env(self, user: str = "admin") -> dict[str, str]:
+        """Environment for child processes: KUBECONFIG for `user` and the built tools first on PATH."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig_for(user)),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def kubectl(
+        self, *args: str, user: str = "admin", input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env(user),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def helm(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        helm_home = self.workdir / "helm"
+        env = {
+            **self.env(),
+            "HELM_CACHE_HOME": str(helm_home / "cache"),
+            "HELM_CONFIG_HOME": str(helm_home / "config"),
+            "HELM_DATA_HOME": str(helm_home / "data"),
+        }
+        return subprocess.run(
+            [str(self.bin_dir / "helm"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def apply_yaml(self, text: str) -> None:
+        result = self.kubectl("apply", "-f", "-", input=text)
+        if result.returncode != 0:
+            raise ControlPlaneError(f"kubectl apply failed: {result.stderr}")
+
+    def stop(self) -> None:
+        """Stop the API server, then etcd; never leaves a process behind."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+def _write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "migration-guard-test",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": user,
+                "context": {
+                    "cluster": "migration-guard-test",
+                    "user": user,
+                    "namespace": "default",
+                },
+            }
+        ],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+
+
+def _spawn(args: list[str], log: Path, die_with_parent: bool) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+            start_new_session=not die_with_parent,
+        )
+
+
+def _wait_ready(plane: ControlPlane, timeout: float) -> None:
+    context = ssl.create_default_context(cafile=str(plane.ca_file))
+    request = urllib.request.Request(
+        f"{plane.url}/readyz", headers={"Authorization": f"Bearer {plane.token('admin')}"}
+    )
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        for process in plane.processes:
+            if process.poll() is not None:
+                raise ControlPlaneError(
+                    f"{process.args[0]} exited with {process.returncode} while starting; "
+                    f"logs in {plane.workdir}"
+                )
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError as error:
+            last_error = str(error)
+        time.sleep(0.2)
+    raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s: {last_error}")
+
+
+def install_crds(plane: ControlPlane) -> None:
+    """Install the KubeVirt and NAD CRDs with the real kubectl and wait until they are served."""
+    result = plane.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
+    if result.returncode != 0:
+        raise ControlPlaneError(f"installing CRDs failed: {result.stderr}")
+    names = [
+        doc["metadata"]["name"]
+        for path in sorted(CRD_DIR.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    result = plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", *[f"crd/{n}" for n in names]
+    )
+    if result.returncode != 0:
+        raise ControlPlaneError(f"CRDs not established: {result.stderr}")
+
+
+def start_controlplane(workdir: Path | None = None, die_with_parent: bool = True) -> ControlPlane:
+    """Start etcd and kube-apiserver on free loopback ports and wait until the API is ready."""
+    bin_dir = controlplane_bin_dir()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="mg-controlplane-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    pki = write_pki(workdir)
+    tokens = {user: secrets.token_hex(16) for user in USERS}
+    (workdir / "tokens.csv").write_text(
+        "".join(
+            f'{tokens[user]},{user},{user}-uid,"{",".join(groups)}"\n'
+            for user, groups in USERS.items()
+        )
+    )
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+    plane = ControlPlane(
+        workdir=workdir, bin_dir=bin_dir, port=api_port, tokens=tokens, ca_file=pki["ca"]
+    )
+    try:
+        plane.processes.append(
+            _spawn(
+                [
+                    str(bin_dir / "etcd"),
+                    f"--data-dir={workdir / 'etcd'}",
+                    f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                    f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+                    "--unsafe-no-fsync",
+                    "--log-level=warn",
+                ],
+                workdir / "etcd.log",
+                die_with_parent,
+            )
+        )
+        plane.processes.append(
+            _spawn(
+                [
+                    str(bin_dir / "kube-apiserver"),
+                    f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    f"--secure-port={api_port}",
+                    f"--tls-cert-file={pki['cert']}",
+                    f"--tls-private-key-file={pki['key']}",
+                    f"--client-ca-file={pki['ca']}",
+                    f"--service-account-key-file={pki['sa_pub']}",
+                    f"--service-account-signing-key-file={pki['sa_key']}",
+                    "--service-account-issuer=https://kubernetes.default.svc",
+                    "--service-cluster-ip-range=10.0.0.0/24",
+                    "--authorization-mode=RBAC",
+                    f"--token-auth-file={workdir / 'tokens.csv'}",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--allow-privileged=true",
+                    "--endpoint-reconciler-type=none",
+                    f"--cert-dir={workdir / 'certs'}",
+                ],
+                workdir / "kube-apiserver.log",
+                die_with_parent,
+            )
+        )
+        for user in USERS:
+            _write_kubeconfig(plane.kubeconfig_for(user), plane.url, pki["ca"], user, tokens[user])
+        _wait_ready(plane, READY_TIMEOUT_S)
+        install_crds(plane)
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
+
+
+@contextlib.contextmanager
+def running_controlplane(workdir: Path | None = None):
+    """Context manager: a control plane that is stopped and removed on exit, also on errors."""
+    plane = start_controlplane(workdir)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        shutil.rmtree(plane.workdir, ignore_errors=True)
