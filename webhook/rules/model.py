@@ -1,0 +1,154 @@
+"""Result types of the rule engine: problems, node verdicts, timeouts and the report.
+
+`Report.problems()` is the single list every caller shows: the webhook denies with it, the CLI
+prints it, the extension explains with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# How many ineligible nodes a NoEligibleTarget message spells out; the rest are counted, so a
+# denial on a 1,000-node cluster stays readable (every node's reasons remain in `Report.nodes`).
+MAX_NODES_IN_MESSAGE = 50
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One VM blocker or one node reason: a stable code, a message a person can act on, a field."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """Whether one node may receive the VM, and every reason it may not."""
+
+    name: str
+    reasons: tuple[Problem, ...] = ()
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "eligible": self.eligible,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
+class TimeoutSettings:
+    """Cluster-wide defaults; a VM or VMI may override them by annotation."""
+
+    completion_timeout_per_gib: int = 800
+    progress_timeout_seconds: int = 150
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The deadlines that apply to one VM's migration."""
+
+    data_bytes: int
+    data_gib: int
+    completion_timeout_seconds: int
+    progress_timeout_seconds: int
+
+    def to_dict(self) -> dict:
+        return {
+            "dataBytes": self.data_bytes,
+            "dataGiB": self.data_gib,
+            "completionTimeoutSeconds": self.completion_timeout_seconds,
+            "progressTimeoutSeconds": self.progress_timeout_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole decision for one VM (and, when given, one target node).
+
+    `nodes` holds every node when no target is given, only the target node when one is (empty if
+    the target does not exist), and nothing when the VMI is missing (`nodes_evaluated` False).
+    """
+
+    vm: str
+    source_node: str | None
+    target: str | None
+    blockers: tuple[Problem, ...]
+    nodes: tuple[NodeVerdict, ...]
+    timeouts: Timeouts | None
+    nodes_evaluated: bool = True
+
+    @property
+    def eligible_nodes(self) -> list[str]:
+        return [n.name for n in self.nodes if n.eligible]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.problems()
+
+    def target_verdict(self) -> NodeVerdict | None:
+        for verdict in self.nodes:
+            if verdict.name == self.target:
+                return verdict
+        return None
+
+    def problems(self) -> list[Problem]:
+        """Everything a denial lists: blockers, then the target's or the nodes' problem."""
+        out = list(self.blockers)
+        if not self.nodes_evaluated:
+            return out
+        if self.target is not None:
+            verdict = self.target_verdict()
+            if verdict is None:
+                out.append(
+                    Problem(
+                        "TargetNotFound",
+                        f"target node '{self.target}' does not exist: "
+                        "choose an existing node, or leave the target empty",
+                    )
+                )
+            elif not verdict.eligible:
+                reasons = "; ".join(r.message for r in verdict.reasons)
+                out.append(
+                    Problem(
+                        "TargetNotEligible",
+                        f"target node '{self.target}' cannot receive VM {self.vm}: {reasons}",
+                    )
+                )
+        elif not self.eligible_nodes:
+            out.append(Problem("NoEligibleTarget", self._no_target_message()))
+        return out
+
+    def _no_target_message(self) -> str:
+        if not self.nodes:
+            return f"no node can receive VM {self.vm}: the cluster has no nodes"
+        shown = self.nodes[:MAX_NODES_IN_MESSAGE]
+        parts = [f"{n.name}: " + "; ".join(r.message for r in n.reasons) for n in shown]
+        more = len(self.nodes) - len(shown)
+        tail = f" (and {more} more nodes)" if more else ""
+        return f"no node can receive VM {self.vm}: " + " | ".join(parts) + tail
+
+    def to_dict(self) -> dict:
+        """The report JSON of DESIGN ("vm", "sourceNode", "target", "allowed", ...)."""
+        return {
+            "vm": self.vm,
+            "sourceNode": self.source_node,
+            "target": self.target,
+            "allowed": self.allowed,
+            "blockers": [b.to_dict() for b in self.blockers],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "eligibleNodes": self.eligible_nodes,
+            "timeouts": self.timeouts.to_dict() if self.timeouts else None,
+            "problems": [p.to_dict() for p in self.problems()],
+        }

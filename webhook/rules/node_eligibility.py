@@ -1,0 +1,305 @@
+"""Node eligibility (DESIGN "Node eligibility"): may this node receive this VM?
+
+`NodeContext` gathers once per request what every node is checked against (selectors, affinity,
+tolerations, networks, CPU labels, requests), so checking N nodes is O(N) and checking one target
+is O(1) in the cluster size. `evaluate_node` returns every reason, in DESIGN order.
+
+Decisions the DESIGN leaves open:
+- NodeCordoned covers `spec.unschedulable` and the `node.kubernetes.io/unschedulable` taint and
+  is reported once; that taint is never also a TaintNotTolerated.
+- CPU model: a named model (not host-passthrough / host-model) needs
+  `cpu-model.node.kubevirt.io/<model>=true`, and each required feature (policy require or unset)
+  needs `cpu-feature.node.kubevirt.io/<name>=true`. For host-model KubeVirt puts the
+  `host-model-cpu.node.kubevirt.io/...` and `host-model-required-features...` labels on the
+  virt-launcher pod's nodeSelector, so those come from the source pod: every entry with a CPU
+  prefix must match the node.
+- A network whose NAD is missing is a VM blocker (NetworkUnavailable, the same for every node);
+  a NAD without the cluster-network label needs nothing from the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from webhook.rules import access as a
+from webhook.rules import scheduling
+from webhook.rules.capacity import capacity_problem
+from webhook.rules.model import NodeVerdict, Problem
+
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+MAINTENANCE_ANNOTATIONS = ("harvesterhci.io/maintain-status", "harvesterhci.io/drain-requested")
+WITNESS_LABEL = "node-role.harvesterhci.io/witness"
+SCHEDULABLE_LABEL = "kubevirt.io/schedulable"
+CLUSTER_NETWORK_LABEL = "network.harvesterhci.io/clusternetwork"
+NODE_NETWORK_PREFIX = "network.harvesterhci.io/"
+CPU_MODEL_PREFIX = "cpu-model.node.kubevirt.io/"
+CPU_FEATURE_PREFIX = "cpu-feature.node.kubevirt.io/"
+CPU_SELECTOR_PREFIXES = (
+    CPU_MODEL_PREFIX,
+    CPU_FEATURE_PREFIX,
+    "host-model-cpu.node.kubevirt.io/",
+    "host-model-required-features.node.kubevirt.io/",
+)
+UNLABELLED_CPU_MODELS = ("", "host-passthrough", "host-model")
+
+
+@dataclass(frozen=True)
+class ClusterNetwork:
+    """A VM network that needs node label network.harvesterhci.io/<cluster_network>=true."""
+
+    network: str  # the VMI network name
+    nad: str  # ns/name
+    cluster_network: str
+    field: str
+
+
+@dataclass
+class NodeContext:
+    """Everything about the VM that nodes are checked against, read once."""
+
+    vm: str
+    source_node: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    added_node_selector: dict[str, str] = field(default_factory=dict)
+    affinity_terms: list[dict] | None = None  # None: no required node affinity
+    tolerations: list[dict] = field(default_factory=list)
+    networks: list[ClusterNetwork] = field(default_factory=list)
+    cpu_labels: dict[str, str] = field(default_factory=dict)  # label -> where it comes from
+    pod_cpu_selector: dict[str, str] = field(default_factory=dict)
+    needed: tuple[int, int] = (0, 0)
+    requested: Callable[[str], tuple[int, int]] = lambda _name: (0, 0)
+
+
+AFFINITY_PATH = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+
+
+def resolve_networks(
+    vmi: dict, nad_lookup: Callable[[str, str], dict | None]
+) -> tuple[list[ClusterNetwork], list[Problem]]:
+    """The cluster networks the VM's multus networks need, and a problem per missing NAD."""
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    vmi_ns = a.namespace_of(vmi, ctx) or "default"
+    needs: list[ClusterNetwork] = []
+    missing: list[Problem] = []
+    for i, net in a.dicts(vmi, "spec.networks", ctx):
+        ref = a.get(net, "multus.networkName", str, ctx)
+        if not ref:
+            continue
+        ns, _, name = ref.rpartition("/")
+        ns = ns or vmi_ns
+        net_name = a.get(net, "name", str, ctx, "")
+        path = f"spec.networks[{i}]"
+        nad = nad_lookup(ns, name)
+        if nad is None:
+            missing.append(
+                Problem(
+                    "NetworkUnavailable",
+                    f"network '{net_name}' uses NetworkAttachmentDefinition {ns}/{name}, which "
+                    "does not exist: create it or remove the network from the VM",
+                    path,
+                )
+            )
+            continue
+        labels = a.str_map(nad, "metadata.labels", a.describe(nad, "NetworkAttachmentDefinition"))
+        cn = labels.get(CLUSTER_NETWORK_LABEL)
+        if cn:
+            needs.append(ClusterNetwork(net_name, f"{ns}/{name}", cn, path))
+    return needs, missing
+
+
+def cpu_requirements(vmi: dict, pod: dict | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels the VMI's CPU spec needs -> description, CPU entries of the pod's nodeSelector)."""
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
+    labels: dict[str, str] = {}
+    if model not in UNLABELLED_CPU_MODELS:
+        labels[CPU_MODEL_PREFIX + model] = f"CPU model '{model}'"
+    for _, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
+        name = a.get(feature, "name", str, ctx, "")
+        policy = a.get(feature, "policy", str, ctx, "require")
+        if name and policy == "require":
+            labels[CPU_FEATURE_PREFIX + name] = f"CPU feature '{name}'"
+    pod_selector: dict[str, str] = {}
+    if pod is not None:
+        selector = a.str_map(pod, "spec.nodeSelector", a.describe(pod, "Pod"))
+        pod_selector = {k: v for k, v in selector.items() if k.startswith(CPU_SELECTOR_PREFIXES)}
+    return labels, pod_selector
+
+
+def build_context(
+    vmi: dict,
+    vm: str,
+    *,
+    vmim: dict | None,
+    pod: dict | None,
+    networks: list[ClusterNetwork],
+    needed: tuple[int, int],
+    requested: Callable[[str], tuple[int, int]],
+) -> NodeContext:
+    """Read the VMI (and VMIM, launcher pod) once; raises InputError on malformed fields."""
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    affinity = a.get(vmi, AFFINITY_PATH, dict, ctx)
+    terms = None
+    if affinity is not None:
+        terms = [t for _, t in a.dicts(affinity, "nodeSelectorTerms", ctx)]
+    added: dict[str, str] = {}
+    if vmim is not None:
+        added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration"))
+    cpu_labels, pod_cpu = cpu_requirements(vmi, pod)
+    return NodeContext(
+        vm=vm,
+        source_node=a.get(vmi, "status.nodeName", str, ctx),
+        node_selector=a.str_map(vmi, "spec.nodeSelector", ctx),
+        added_node_selector=added,
+        affinity_terms=terms,
+        tolerations=[t for _, t in a.dicts(vmi, "spec.tolerations", ctx)],
+        networks=networks,
+        cpu_labels=cpu_labels,
+        pod_cpu_selector=pod_cpu,
+        needed=needed,
+        requested=requested,
+    )
+
+
+def _taint_text(taint: dict) -> str:
+    value = taint.get("value")
+    return f"{taint.get('key')}{'=' + str(value) if value else ''}:{taint.get('effect')}"
+
+
+def evaluate_node(node: dict, c: NodeContext) -> NodeVerdict:
+    """Every reason `node` cannot receive the VM (eligible when there is none)."""
+    ctx = a.describe(node, "Node")
+    name = a.name_of(node, ctx)
+    labels = a.str_map(node, "metadata.labels", ctx)
+    annotations = a.str_map(node, "metadata.annotations", ctx)
+    taints = [t for _, t in a.dicts(node, "spec.taints", ctx)]
+    reasons: list[Problem] = []
+
+    if c.source_node is not None and name == c.source_node:
+        reasons.append(
+            Problem("SourceNode", f"node '{name}' is where the VM runs now: choose another node")
+        )
+
+    ready = None
+    for _, cond in a.dicts(node, "status.conditions", ctx):
+        if cond.get("type") == "Ready":
+            ready = cond
+    if ready is None or ready.get("status") != "True":
+        why = "no Ready condition"
+        if ready is not None:
+            why = f"Ready is {ready.get('status')}"
+            if ready.get("reason"):
+                why += f" ({ready.get('reason')})"
+        reasons.append(
+            Problem("NodeNotReady", f"node '{name}' is not ready ({why}): wait or pick another")
+        )
+
+    cordon_taint = any(
+        t.get("key") == UNSCHEDULABLE_TAINT and t.get("effect") in scheduling.EXCLUDING_EFFECTS
+        for t in taints
+    )
+    if a.get(node, "spec.unschedulable", bool, ctx, False) or cordon_taint:
+        reasons.append(
+            Problem("NodeCordoned", f"node '{name}' is cordoned: uncordon it or pick another node")
+        )
+
+    for key in MAINTENANCE_ANNOTATIONS:
+        if key in annotations:
+            reasons.append(
+                Problem(
+                    "NodeInMaintenance",
+                    f"node '{name}' is in maintenance mode ({key}={annotations[key]}): "
+                    "end maintenance or pick another node",
+                )
+            )
+            break
+
+    if labels.get(WITNESS_LABEL) == "true":
+        reasons.append(Problem("WitnessNode", f"node '{name}' is a witness node and runs no VMs"))
+
+    if labels.get(SCHEDULABLE_LABEL) != "true":
+        reasons.append(
+            Problem(
+                "NotSchedulable",
+                f"node '{name}' is not schedulable for VMs (label {SCHEDULABLE_LABEL} is "
+                f"{labels.get(SCHEDULABLE_LABEL, 'missing')!r}; virt-handler sets it when healthy)",
+            )
+        )
+
+    for selector, path, what in (
+        (c.node_selector, "spec.nodeSelector", "the VM's nodeSelector"),
+        (c.added_node_selector, "spec.addedNodeSelector", "the migration's addedNodeSelector"),
+    ):
+        bad = scheduling.selector_mismatches(selector, labels)
+        if bad:
+            wanted = ", ".join(f"{k}={selector[k]}" for k in bad)
+            reasons.append(
+                Problem(
+                    "NodeSelectorMismatch",
+                    f"node '{name}' does not match {what} ({wanted}): label the node or change "
+                    "the selector",
+                    path,
+                )
+            )
+
+    if c.affinity_terms is not None and not scheduling.node_selector_matches(
+        c.affinity_terms, labels, name
+    ):
+        reasons.append(
+            Problem(
+                "NodeAffinityMismatch",
+                f"node '{name}' does not match the VM's required node affinity: label the node "
+                "or change the affinity",
+                AFFINITY_PATH,
+            )
+        )
+
+    untolerated = [
+        t
+        for t in scheduling.untolerated_taints(taints, c.tolerations)
+        if t.get("key") != UNSCHEDULABLE_TAINT
+    ]
+    if untolerated:
+        text = ", ".join(_taint_text(t) for t in untolerated)
+        reasons.append(
+            Problem(
+                "TaintNotTolerated",
+                f"node '{name}' has taint {text} that the VM does not tolerate: add a "
+                "toleration to the VM or remove the taint",
+                "spec.tolerations",
+            )
+        )
+
+    for net in c.networks:
+        label = NODE_NETWORK_PREFIX + net.cluster_network
+        if labels.get(label) != "true":
+            reasons.append(
+                Problem(
+                    "NetworkUnavailable",
+                    f"node '{name}' lacks cluster network '{net.cluster_network}' needed by "
+                    f"network '{net.network}' ({net.nad}); label {label}=true is missing",
+                    net.field,
+                )
+            )
+
+    missing_cpu = [desc for label, desc in c.cpu_labels.items() if labels.get(label) != "true"]
+    missing_cpu += [
+        f"label {k}={v} required by the virt-launcher pod"
+        for k, v in c.pod_cpu_selector.items()
+        if labels.get(k) != v and c.cpu_labels.get(k) is None
+    ]
+    if missing_cpu:
+        reasons.append(
+            Problem(
+                "CPUModelUnsupported",
+                f"node '{name}' lacks {', '.join(missing_cpu)}: pick a node with a compatible "
+                "CPU or change the VM's CPU model",
+                "spec.domain.cpu",
+            )
+        )
+
+    problem = capacity_problem(node, name, c.requested(name), c.needed)
+    if problem is not None:
+        reasons.append(problem)
+    return NodeVerdict(name, tuple(reasons))

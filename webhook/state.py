@@ -1,0 +1,287 @@
+"""ClusterState: the in-memory copy of the objects the rules read, shared by threads.
+
+Fed by informers (webhook, enforcer, extension) or by files (CLI). Lookups the rules make per
+request are O(1): objects by namespace/name, migrations by VMI, the virt-launcher pod by VMI, and
+the requests already bound to each node (kept up to date on every apply / remove / replace_all,
+so capacity never walks all pods). Objects are slimmed on apply to keep 10,000 VMIs small.
+Returned dicts are shared: callers must not modify them.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable
+
+from webhook.errors import InputError
+from webhook.rules import access as a
+from webhook.rules.capacity import is_terminated, pod_requests
+
+NODE = "Node"
+VMI = "VirtualMachineInstance"
+VM = "VirtualMachine"
+VMIM = "VirtualMachineInstanceMigration"
+NAD = "NetworkAttachmentDefinition"
+POD = "Pod"
+KINDS = (NODE, VMI, VM, VMIM, NAD, POD)
+LAUNCHER_LABEL = "kubevirt.io"
+LAUNCHER_VALUE = "virt-launcher"
+VMI_NAME_LABEL = "vm.kubevirt.io/name"
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
+
+
+def slim(obj: dict) -> dict:
+    """A copy of `obj` without what no rule reads (managedFields; most of a pod).
+
+    Raises InputError when the object has no kind or name, or a pod's fields are malformed.
+    """
+    if not isinstance(obj, dict):
+        raise InputError(f"object must be a map, got {type(obj).__name__}")
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise InputError(f"{a.describe(obj)}: kind must be a non-empty string")
+    ctx = a.describe(obj)
+    meta = dict(a.get(obj, "metadata", dict, ctx, {}))
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{kind} object: metadata.name must be a non-empty string")
+    ns = meta.get("namespace")
+    if ns is not None and not isinstance(ns, str):
+        raise InputError(f"{ctx}: metadata.namespace must be a string")
+    if kind != NODE and not ns:
+        meta["namespace"] = "default"
+    if kind == NODE:
+        meta.pop("namespace", None)
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and any(k in annotations for k in _DROPPED_ANNOTATIONS):
+        meta["annotations"] = {
+            k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
+        }
+    if kind == POD:
+        return _slim_pod(obj, meta, a.describe({**obj, "metadata": meta}))
+    out = dict(obj)
+    out["metadata"] = meta
+    return out
+
+
+def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
+    spec = a.get(pod, "spec", dict, ctx, {})
+
+    def containers(field: str) -> list[dict]:
+        out = []
+        for _, c in a.dicts(pod, f"spec.{field}", ctx):
+            item: dict = {"name": c.get("name")}
+            requests = a.get(c, "resources.requests", dict, ctx)
+            if requests is not None:
+                item["resources"] = {"requests": dict(requests)}
+            if c.get("restartPolicy") is not None:
+                item["restartPolicy"] = c["restartPolicy"]
+            out.append(item)
+        return out
+
+    slim_spec: dict = {"containers": containers("containers")}
+    if spec.get("initContainers"):
+        slim_spec["initContainers"] = containers("initContainers")
+    for key in ("nodeName", "nodeSelector", "overhead"):
+        if spec.get(key) is not None:
+            slim_spec[key] = copy.deepcopy(spec[key])
+    slim_meta = {k: meta[k] for k in ("name", "namespace", "labels", "uid") if k in meta}
+    phase = a.get(pod, "status.phase", str, ctx)
+    return {
+        "apiVersion": "v1",
+        "kind": POD,
+        "metadata": slim_meta,
+        "spec": slim_spec,
+        "status": {"phase": phase} if phase else {},
+    }
+
+
+def _key(obj: dict) -> Key:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+class ClusterState:
+    """Thread-safe store of Nodes, VMIs, VMs, VMIMs, NADs and Pods, with the indexes rules need."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._objs: dict[str, dict[Key, dict]] = {k: {} for k in KINDS}
+        self._vmims_by_vmi: dict[Key, dict[str, dict]] = {}
+        self._vmim_vmi: dict[Key, Key] = {}
+        self._launchers: dict[Key, dict[str, dict]] = {}
+        self._pod_info: dict[Key, tuple[Key | None, str | None, int, int]] = {}
+        self._requested: dict[str, list[int]] = {}
+
+    # ---- writes -------------------------------------------------------------------------
+    def apply(self, obj: dict) -> None:
+        """Add or replace one object; kinds the rules do not read are ignored."""
+        kind = obj.get("kind") if isinstance(obj, dict) else None
+        if isinstance(kind, str) and kind not in KINDS:
+            return
+        slimmed = slim(obj)
+        prepared = self._prepare(slimmed)
+        with self._lock:
+            self._put(slimmed, prepared)
+
+    def remove(self, kind: str, namespace: str | None, name: str) -> None:
+        """Forget one object (no error if it is unknown)."""
+        if kind not in KINDS:
+            return
+        key = ("" if kind == NODE else (namespace or "default"), name)
+        with self._lock:
+            self._drop(kind, key)
+
+    def replace_all(self, kind: str, objs: list[dict]) -> None:
+        """Replace every object of `kind` (after a list); nothing changes if one is malformed."""
+        if kind not in KINDS:
+            return
+        ready = []
+        for obj in objs:
+            if not isinstance(obj, dict) or obj.get("kind") in (None, ""):
+                obj = {**obj, "kind": kind} if isinstance(obj, dict) else obj
+            slimmed = slim(obj)
+            if slimmed["kind"] != kind:
+                raise InputError(f"{a.describe(slimmed)}: listed as {kind}")
+            ready.append((slimmed, self._prepare(slimmed)))
+        with self._lock:
+            for key in list(self._objs[kind]):
+                self._drop(kind, key)
+            for slimmed, prepared in ready:
+                self._put(slimmed, prepared)
+
+    @classmethod
+    def from_objects(cls, objs: Iterable[dict]) -> ClusterState:
+        """A state holding `objs` (a `kind: List` is expanded)."""
+        state = cls()
+        for obj in objs:
+            if isinstance(obj, dict) and obj.get("kind") == "List":
+                items = a.get(obj, "items", list, "List", [])
+                for i, item in enumerate(items):
+                    state.apply(a.check(item, dict, "List", f"items[{i}]"))
+            else:
+                state.apply(obj)
+        return state
+
+    def _prepare(self, obj: dict) -> tuple | None:
+        """What a pod contributes to the indexes, computed before the lock (may raise)."""
+        if obj["kind"] != POD:
+            if obj["kind"] == VMIM:
+                ctx = a.describe(obj)
+                a.get(obj, "spec.vmiName", str, ctx)
+            return None
+        ctx = a.describe(obj)
+        labels = a.str_map(obj, "metadata.labels", ctx)
+        node = a.get(obj, "spec.nodeName", str, ctx)
+        if is_terminated(obj):
+            return (None, None, 0, 0)
+        launcher = None
+        if labels.get(LAUNCHER_LABEL) == LAUNCHER_VALUE and labels.get(VMI_NAME_LABEL):
+            launcher = (obj["metadata"]["namespace"], labels[VMI_NAME_LABEL])
+        cpu, mem = pod_requests(obj)
+        return (launcher, node or None, cpu, mem)
+
+    def _put(self, obj: dict, prepared: tuple | None) -> None:
+        kind, key = obj["kind"], _key(obj)
+        self._drop(kind, key)
+        self._objs[kind][key] = obj
+        if kind == VMIM:
+            vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
+            self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
+            self._vmim_vmi[key] = vmi_key
+        elif kind == POD and prepared is not None:
+            launcher, node, cpu, mem = prepared
+            self._pod_info[key] = prepared
+            if launcher is not None:
+                self._launchers.setdefault(launcher, {})[key[1]] = obj
+            if node is not None:
+                total = self._requested.setdefault(node, [0, 0])
+                total[0] += cpu
+                total[1] += mem
+
+    def _drop(self, kind: str, key: Key) -> None:
+        if self._objs[kind].pop(key, None) is None:
+            return
+        if kind == VMIM:
+            vmi_key = self._vmim_vmi.pop(key)
+            bucket = self._vmims_by_vmi.get(vmi_key, {})
+            bucket.pop(key[1], None)
+            if not bucket:
+                self._vmims_by_vmi.pop(vmi_key, None)
+        elif kind == POD:
+            launcher, node, cpu, mem = self._pod_info.pop(key)
+            if launcher is not None:
+                bucket = self._launchers.get(launcher, {})
+                bucket.pop(key[1], None)
+                if not bucket:
+                    self._launchers.pop(launcher, None)
+            if node is not None:
+                total = self._requested[node]
+                total[0] -= cpu
+                total[1] -= mem
+                if total == [0, 0]:
+                    del self._requested[node]
+
+    # ---- reads --------------------------------------------------------------------------
+    def _get(self, kind: str, ns: str, name: str) -> dict | None:
+        with self._lock:
+            return self._objs[kind].get((ns, name))
+
+    def nodes(self) -> list[dict]:
+        with self._lock:
+            return list(self._objs[NODE].values())
+
+    def node(self, name: str) -> dict | None:
+        return self._get(NODE, "", name)
+
+    def vmi(self, ns: str, name: str) -> dict | None:
+        return self._get(VMI, ns, name)
+
+    def vmis(self) -> list[dict]:
+        with self._lock:
+            return list(self._objs[VMI].values())
+
+    def vm(self, ns: str, name: str) -> dict | None:
+        return self._get(VM, ns, name)
+
+    def nad(self, ns: str, name: str) -> dict | None:
+        return self._get(NAD, ns, name)
+
+    def vmim(self, ns: str, name: str) -> dict | None:
+        return self._get(VMIM, ns, name)
+
+    def vmims(self) -> list[dict]:
+        with self._lock:
+            return list(self._objs[VMIM].values())
+
+    def vmims_for_vmi(self, ns: str, vmi_name: str) -> list[dict]:
+        with self._lock:
+            return list(self._vmims_by_vmi.get((ns, vmi_name), {}).values())
+
+    def pod(self, ns: str, name: str) -> dict | None:
+        return self._get(POD, ns, name)
+
+    def launcher_pod(self, ns: str, vmi_name: str) -> dict | None:
+        """The VMI's non-terminated virt-launcher pod, preferring the one on the VMI's node."""
+        with self._lock:
+            pods = list(self._launchers.get((ns, vmi_name), {}).values())
+            vmi = self._objs[VMI].get((ns, vmi_name))
+        if not pods:
+            return None
+        status = vmi.get("status") if isinstance(vmi, dict) else None
+        source = status.get("nodeName") if isinstance(status, dict) else None
+        pods.sort(key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"]))
+        return pods[0]
+
+    def node_requested(self, node_name: str) -> tuple[int, int]:
+        """(cpu millis, memory bytes) requested by non-terminated pods bound to the node."""
+        with self._lock:
+            total = self._requested.get(node_name)
+            return (total[0], total[1]) if total else (0, 0)
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return len(self._objs.get(kind, {}))
