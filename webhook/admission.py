@@ -1,0 +1,203 @@
+"""AdmissionReview in, AdmissionReview out (DESIGN "Admission webhook contract").
+
+Pure: no I/O, no clock. The server parses with `parse_review`, asks the rule engine for a Report,
+and turns it into a response with `respond`. Every rule lives in webhook.rules; this module only
+formats what the engine decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.errors import InputError
+from webhook.rules.model import Problem, Report
+
+REVIEW_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+VMIM_GROUP = "kubevirt.io"
+VMIM_KIND = "VirtualMachineInstanceMigration"
+VMIM_RESOURCE = "virtualmachineinstancemigrations"
+# Kubernetes truncates longer warnings; keep ours readable in full.
+MAX_WARNING_CHARS = 240
+
+
+class MalformedReview(InputError):
+    """The body is not an AdmissionReview this webhook can answer; the server replies 400."""
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """What the decision needs from an AdmissionReview request."""
+
+    api_version: str
+    uid: str
+    group: str
+    kind: str
+    resource: str
+    operation: str
+    namespace: str | None
+    name: str | None
+    object: dict | None
+    dry_run: bool
+
+    @property
+    def is_migration_create(self) -> bool:
+        """Only CREATE of a VMIM is checked; everything else is allowed (and counted)."""
+        is_vmim = self.group == VMIM_GROUP and (
+            self.kind == VMIM_KIND or self.resource == VMIM_RESOURCE
+        )
+        return is_vmim and self.operation == "CREATE"
+
+
+def _field(obj: dict, key: str, typ: type | tuple[type, ...], where: str, required: bool) -> Any:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise MalformedReview(f"{where}.{key} is missing")
+        return None
+    if not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise MalformedReview(f"{where}.{key} must be a {names}, got {type(value).__name__}")
+    return value
+
+
+def parse_review(body: Any) -> ReviewRequest:
+    """Validate an AdmissionReview dict; MalformedReview names the first thing that is wrong."""
+    if not isinstance(body, dict):
+        raise MalformedReview(f"the body must be a JSON object, got {type(body).__name__}")
+    api_version = _field(body, "apiVersion", str, "review", True)
+    if api_version not in REVIEW_VERSIONS:
+        raise MalformedReview(
+            f"review.apiVersion must be one of {', '.join(REVIEW_VERSIONS)}, got {api_version!r}"
+        )
+    kind = _field(body, "kind", str, "review", True)
+    if kind != "AdmissionReview":
+        raise MalformedReview(f"review.kind must be 'AdmissionReview', got {kind!r}")
+    req = _field(body, "request", dict, "review", True)
+    uid = _field(req, "uid", str, "request", True)
+    if not uid:
+        raise MalformedReview("request.uid is empty")
+    operation = _field(req, "operation", str, "request", True)
+    gvk = _field(req, "kind", dict, "request", True)
+    resource = _field(req, "resource", dict, "request", False) or {}
+    group = _field(gvk, "group", str, "request.kind", False) or ""
+    kind_name = _field(gvk, "kind", str, "request.kind", True)
+    resource_name = _field(resource, "resource", str, "request.resource", False) or ""
+    obj = _field(req, "object", dict, "request", False)
+    if operation in ("CREATE", "UPDATE") and obj is None:
+        raise MalformedReview(f"request.object is missing for operation {operation}")
+    return ReviewRequest(
+        api_version=api_version,
+        uid=uid,
+        group=group,
+        kind=kind_name,
+        resource=resource_name,
+        operation=operation,
+        namespace=_field(req, "namespace", str, "request", False),
+        name=_field(req, "name", str, "request", False),
+        object=obj,
+        dry_run=bool(_field(req, "dryRun", bool, "request", False)),
+    )
+
+
+def migration_subject(req: ReviewRequest) -> tuple[str, str | None]:
+    """(namespace, VMI name) of the VMIM under review; the name is None when spec.vmiName is bad."""
+    obj = req.object or {}
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    namespace = req.namespace or meta.get("namespace") or "default"
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    vmi_name = spec.get("vmiName")
+    return namespace, vmi_name if isinstance(vmi_name, str) and vmi_name else None
+
+
+def missing_vmi_name() -> Problem:
+    return Problem(
+        "InvalidMigration",
+        "spec.vmiName is missing or empty: set it to the name of the running VM to migrate",
+        "spec.vmiName",
+    )
+
+
+def _envelope(req: ReviewRequest, response: dict) -> dict:
+    return {
+        "apiVersion": req.api_version,
+        "kind": "AdmissionReview",
+        "response": {"uid": req.uid, **response},
+    }
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 3] + "..."
+
+
+def allow(req: ReviewRequest, warnings: Iterable[str] = ()) -> dict:
+    """An allowed review, with warnings kubectl prints as `Warning: ...`."""
+    response: dict = {"allowed": True}
+    clipped = [_clip(w) for w in warnings if w]
+    if clipped:
+        response["warnings"] = clipped
+    return _envelope(req, response)
+
+
+def denial_message(vm: str, problems: list[Problem]) -> str:
+    """One header, then one problem per line, so it reads well after kubectl's prefix."""
+    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+    header = f"live migration of VM {vm} is not allowed ({count}):"
+    return "\n".join([header, *(f"- {p.code}: {p.message}" for p in problems)])
+
+
+def deny(req: ReviewRequest, vm: str, problems: list[Problem]) -> dict:
+    """403 Forbidden listing every problem, with one `details.causes` entry each."""
+    causes = []
+    for p in problems:
+        cause = {"reason": p.code, "message": p.message}
+        if p.field:
+            cause["field"] = p.field
+        causes.append(cause)
+    status = {
+        "code": 403,
+        "reason": "Forbidden",
+        "message": denial_message(vm, problems),
+        "details": {"causes": causes},
+    }
+    if req.name:
+        status["details"]["name"] = req.name
+    status["details"]["group"] = VMIM_GROUP
+    status["details"]["kind"] = VMIM_RESOURCE
+    return _envelope(req, {"allowed": False, "status": status})
+
+
+def report_warnings(report: Report) -> list[str]:
+    """What an allowed migration should know: its deadlines, and a single possible target."""
+    out = []
+    t = report.timeouts
+    if t is not None:
+        out.append(
+            f"migration-guard: VM {report.vm} must finish migrating within "
+            f"{t.completion_timeout_seconds}s ({t.data_gib} GiB of data) and make progress "
+            f"at least every {t.progress_timeout_seconds}s, or the migration is aborted"
+        )
+    if report.target is None and len(report.eligible_nodes) == 1:
+        out.append(
+            f"migration-guard: only one node can receive VM {report.vm}: {report.eligible_nodes[0]}"
+        )
+    return out
+
+
+def respond(req: ReviewRequest, report: Report) -> dict:
+    """The answer for a VMIM CREATE given the rule engine's Report (dry-run answered the same)."""
+    problems = report.problems()
+    if problems:
+        return deny(req, report.vm, problems)
+    return allow(req, report_warnings(report))
+
+
+def unchecked(req: ReviewRequest, why: str, policy: str) -> dict:
+    """The answer when the cache cannot be trusted: deny (default) or allow with a warning."""
+    if policy == "allow":
+        return allow(req, [f"migration-guard did not check this migration: {why}"])
+    ns, vmi = migration_subject(req)
+    problem = Problem("CacheNotReady", f"{why}; retry in a few seconds")
+    return deny(req, f"{ns}/{vmi or '?'}", [problem])

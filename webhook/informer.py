@@ -1,0 +1,273 @@
+"""List + watch of one resource into a ClusterState, as raw JSON dicts.
+
+Why not `kubernetes.watch.Watch`: it turns core objects into model classes, and the rule engine
+reads plain dicts exactly as the API returns them. We call the official client's list functions
+with `_preload_content=False` and parse the JSON (one event per line) ourselves.
+
+Life cycle of an `Informer` (one daemon thread):
+1. list (paged), `state.replace_all(kind, items)`, `synced` becomes True;
+2. watch from the list's resourceVersion with bookmarks; ADDED/MODIFIED -> `state.apply`,
+   DELETED -> `state.remove`, BOOKMARK -> new resourceVersion;
+3. a watch that ends normally (server timeout) is reopened from the last resourceVersion;
+   410 Gone, an ERROR event, or unreadable data -> relist; connection errors -> exponential
+   backoff (reset after a success), then relist.
+`last_sync` is the monotonic time of the last proof the cache is current (a list, an event, a
+bookmark, or a watch that ended normally); `age_seconds()` is the time since then.
+
+Reuse (the enforcer does): `Informer(state, "VirtualMachineInstanceMigration", list_fn)` where
+`list_fn` is any official client list function taking the usual list/watch keyword arguments,
+e.g. `CoreV1Api(api).list_node` or `custom_list(api, "kubevirt.io", "v1", "virtualmachines")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from webhook.errors import InputError
+from webhook.state import ClusterState, slim
+
+log = logging.getLogger("migration_guard.informer")
+
+ListFn = Callable[..., Any]
+EventCallback = Callable[[str, dict], None]
+
+
+class _Relist(Exception):
+    """The watch cannot continue from its resourceVersion; list again."""
+
+
+def custom_list(api: k8s.ApiClient, group: str, version: str, plural: str) -> ListFn:
+    """A list/watch function for a custom resource across all namespaces."""
+    return functools.partial(
+        k8s.CustomObjectsApi(api).list_cluster_custom_object, group, version, plural
+    )
+
+
+def _lines(resp: Any) -> Iterator[bytes]:
+    """Lines of a streamed HTTP body (one watch event per line)."""
+    buffer = bytearray()
+    for chunk in resp.stream(amt=None, decode_content=False):
+        buffer += chunk
+        while b"\n" in buffer:
+            cut = buffer.index(b"\n")
+            line = bytes(buffer[:cut])
+            del buffer[: cut + 1]
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield bytes(buffer)
+
+
+class Informer:
+    """Keeps one kind of `state` equal to the API server's (see module docstring)."""
+
+    def __init__(
+        self,
+        state: ClusterState,
+        kind: str,
+        list_fn: ListFn,
+        *,
+        api_version: str | None = None,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        on_event: EventCallback | None = None,
+        watch_timeout_seconds: int = 60,
+        page_size: int = 500,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.state = state
+        self.kind = kind
+        self.api_version = api_version
+        self.list_fn = list_fn
+        self.selectors = {
+            k: v
+            for k, v in (("field_selector", field_selector), ("label_selector", label_selector))
+            if v
+        }
+        self.on_event = on_event
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.page_size = page_size
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.synced = False
+        self.last_sync: float | None = None
+        self.resource_version: str | None = None
+        self.lists = 0
+        self.errors = 0
+        self.skipped = 0
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ public
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread promptly: interrupt the open watch instead of waiting for its timeout."""
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+            with contextlib.suppress(Exception):
+                resp.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def age_seconds(self) -> float:
+        """Seconds since the last proof the cache is current; infinity before the first list."""
+        if self.last_sync is None:
+            return float("inf")
+        return max(0.0, time.monotonic() - self.last_sync)
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.synced and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.synced
+
+    # ------------------------------------------------------------------ loop
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._list()
+                    need_list = False
+                self._watch()
+                delay = self.backoff_initial
+            except _Relist as why:
+                log.info("%s: relisting (%s)", self.kind, why)
+                need_list = True
+            except Exception as e:
+                if self._stop.is_set():
+                    break
+                self.errors += 1
+                log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, e, delay)
+                need_list = True
+                if self._stop.wait(delay * (0.8 + 0.4 * random.random())):
+                    break
+                delay = min(self.backoff_max, delay * 2)
+
+    def _call(self, **kwargs: Any) -> Any:
+        return self.list_fn(**self.selectors, **kwargs, _preload_content=False)
+
+    def _list(self) -> None:
+        items: list[dict] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": 60}
+            if token:
+                kwargs["_continue"] = token
+            try:
+                resp = self._call(**kwargs)
+            except ApiException as e:
+                if e.status == 410 and token:  # the continue token expired: start over
+                    items, token = [], None
+                    continue
+                raise
+            body = json.loads(resp.data)
+            api_version = self.api_version or body.get("apiVersion")
+            for item in body.get("items") or []:
+                # List items carry no kind/apiVersion; the state files objects by kind.
+                item.setdefault("kind", self.kind)
+                if api_version:
+                    item.setdefault("apiVersion", api_version)
+                items.append(item)
+            meta = body.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                self.resource_version = meta.get("resourceVersion")
+                break
+        try:
+            self.state.replace_all(self.kind, items)
+        except InputError:
+            self.state.replace_all(self.kind, [i for i in items if self._valid(i)])
+        self.lists += 1
+        self.last_sync = time.monotonic()
+        self.synced = True
+        log.debug("%s: listed %d objects at %s", self.kind, len(items), self.resource_version)
+
+    def _valid(self, obj: dict) -> bool:
+        """Whether the state accepts `obj`; a malformed object is logged and left out."""
+        try:
+            slim(obj)
+        except InputError as e:
+            self.skipped += 1
+            log.warning("%s: ignoring malformed object: %s", self.kind, e)
+            return False
+        return True
+
+    def _watch(self) -> None:
+        try:
+            resp = self._call(
+                watch=True,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self.watch_timeout_seconds,
+                _request_timeout=(10, self.watch_timeout_seconds + 30),
+            )
+        except ApiException as e:
+            if e.status == 410:
+                raise _Relist("410 Gone when opening the watch") from None
+            raise
+        self._resp = resp
+        try:
+            for line in _lines(resp):
+                if self._stop.is_set():
+                    return
+                self._handle(line)
+        finally:
+            self._resp = None
+            with contextlib.suppress(Exception):
+                resp.release_conn()
+        if not self._stop.is_set():
+            self.last_sync = time.monotonic()  # ended by the server's timeout: still current
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+            etype, obj = event["type"], event["object"]
+        except (ValueError, KeyError, TypeError):
+            raise _Relist(f"unreadable watch data {line[:80]!r}") from None
+        if etype == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            raise _Relist(f"ERROR event {code}: {obj.get('message') if code else obj}")
+        if not isinstance(obj, dict):
+            raise _Relist(f"{etype} event without an object")
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if etype in ("ADDED", "MODIFIED"):
+            obj.setdefault("kind", self.kind)
+            if self._valid(obj):
+                self.state.apply(obj)
+            else:  # never decide on an old copy of an object we can no longer read
+                meta = obj.get("metadata") or {}
+                self.state.remove(self.kind, meta.get("namespace"), str(meta.get("name", "")))
+        elif etype == "DELETED":
+            meta = obj.get("metadata") or {}
+            self.state.remove(self.kind, meta.get("namespace"), meta.get("name", ""))
+        elif etype != "BOOKMARK":
+            log.debug("%s: ignoring event type %s", self.kind, etype)
+        if rv:
+            self.resource_version = rv
+        self.last_sync = time.monotonic()
+        if self.on_event is not None and etype != "BOOKMARK":
+            try:
+                self.on_event(etype, obj)
+            except Exception:
+                log.exception("%s: on_event callback failed", self.kind)

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the webhook, in a registry per app so several apps (tests) never clash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WebhookMetrics:
+    """The webhook's counters, the decision latency histogram and the cache gauges."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "migration_guard_admission_requests_total",
+            "Admission reviews answered, by kind, operation and result "
+            "(allowed, denied, ignored = another kind or operation, invalid = HTTP 400).",
+            ["kind", "operation", "result"],
+            registry=self.registry,
+        )
+        self.denials = Counter(
+            "migration_guard_admission_denials_total",
+            "Problems listed in denials, by code (one denial can count several codes).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "migration_guard_admission_decision_seconds",
+            "Time to parse, decide and build an admission response.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.cache_age = Gauge(
+            "migration_guard_cache_age_seconds",
+            "Seconds since the oldest informer last heard from the API server "
+            "(list, event or bookmark); +Inf before the first sync.",
+            registry=self.registry,
+        )
+        self.cache_synced = Gauge(
+            "migration_guard_cache_synced",
+            "1 when every informer finished its first full list.",
+            registry=self.registry,
+        )
+        self.cert_expiry = Gauge(
+            "migration_guard_serving_cert_expiry_timestamp_seconds",
+            "Expiry (Unix time) of the serving certificate in use.",
+            registry=self.registry,
+        )
+
+    def bind_cache(self, age: Callable[[], float], synced: Callable[[], bool]) -> None:
+        """Read the cache gauges at scrape time, so they are never out of date."""
+        self.cache_age.set_function(age)
+        self.cache_synced.set_function(lambda: 1.0 if synced() else 0.0)
+
+    def bind_cert_expiry(self, expiry: Callable[[], float]) -> None:
+        self.cert_expiry.set_function(expiry)

@@ -1,0 +1,163 @@
+"""`migration-guard webhook`: settings, certificates, the watch-fed cache, and gunicorn over TLS.
+
+One gunicorn worker with threads, so there is one cache per pod. The master process prepares the
+certificate files (gunicorn checks they exist before binding); the worker builds everything that
+runs threads (cache informers, certificate renewal), because threads do not survive a fork.
+gunicorn asks our `ssl_context` hook for a context on every new connection, and the hook returns
+the CertManager's current context, so a renewed certificate is served from the next handshake on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from webhook.cache import ClusterCache
+from webhook.certs import CertManager
+from webhook.errors import InputError
+from webhook.server import Extension, create_app
+from webhook.settings import Settings, parse_settings
+
+log = logging.getLogger("migration_guard.serve")
+
+
+def api_client(settings: Settings) -> k8s.ApiClient:
+    """From --kubeconfig / KUBECONFIG, else the in-cluster service account, else ~/.kube/config."""
+    if settings.kubeconfig:
+        return k8s_config.new_client_from_config(config_file=settings.kubeconfig)
+    try:
+        configuration = k8s.Configuration()
+        k8s_config.load_incluster_config(client_configuration=configuration)
+        return k8s.ApiClient(configuration)
+    except k8s_config.ConfigException:
+        return k8s_config.new_client_from_config()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class Runtime:
+    """What the worker runs: the cache, the certificates and the app (stopped on worker exit)."""
+
+    def __init__(self, settings: Settings, extensions: Iterable[Extension] = ()) -> None:
+        self.api = api_client(settings)
+        self.cache = ClusterCache(self.api, watch_timeout_seconds=settings.watch_timeout_seconds)
+        self.certs = CertManager(settings, self.api)
+        self.certs.start()
+        self.cache.start()
+        self.app = create_app(
+            settings,
+            self.cache,
+            extensions=extensions,
+            cert_expiry=lambda: self.certs.expiry_timestamp,
+        )
+
+    def stop(self) -> None:
+        self.cache.stop()
+        self.certs.stop()
+
+
+class WebhookApplication(BaseApplication):
+    """gunicorn application: 1 gthread worker, TLS through the CertManager's context."""
+
+    def __init__(self, settings: Settings, extensions: Iterable[Extension] = ()) -> None:
+        self.settings = settings
+        self.extensions = list(extensions)
+        self.runtime: Runtime | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+
+        def ssl_context(_conf: Any, _default_factory: Any) -> Any:
+            assert self.runtime is not None, "TLS requested before the worker loaded the app"
+            return self.runtime.certs.ssl_context()
+
+        def worker_exit(_server: Any, _worker: Any) -> None:
+            if self.runtime is not None:
+                self.runtime.stop()
+
+        cert_file, key_file = _cert_paths(s)
+        options = {
+            "bind": [s.bind],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "certfile": cert_file,
+            "keyfile": key_file,
+            "ssl_context": ssl_context,
+            "worker_exit": worker_exit,
+            "timeout": 30,
+            "graceful_timeout": 5,
+            "loglevel": s.log_level,
+            "proc_name": "migration-guard-webhook",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        _configure_logging(self.settings.log_level)
+        self.runtime = Runtime(self.settings, self.extensions)
+        return self.runtime.app
+
+
+def _cert_paths(s: Settings) -> tuple[str, str]:
+    if s.tls_cert_file and s.tls_key_file:
+        return s.tls_cert_file, s.tls_key_file
+    assert s.cert_dir, "cert_dir is set by prepare_certificates"
+    return f"{s.cert_dir}/tls.crt", f"{s.cert_dir}/tls.key"
+
+
+def prepare_certificates(settings: Settings) -> Settings:
+    """In the master: make sure the cert files exist (and the Secret, and the caBundle)."""
+    if settings.tls_cert_file:
+        CertManager(settings, None).refresh()  # fails early on an unreadable cert or key
+        return settings
+    if not settings.cert_dir:
+        settings = dataclasses.replace(
+            settings, cert_dir=tempfile.mkdtemp(prefix="migration-guard-certs-")
+        )
+    CertManager(settings, api_client(settings)).refresh()
+    return settings
+
+
+def run(settings: Settings, extensions: Iterable[Extension] = ()) -> int:
+    """Serve until gunicorn exits (SIGTERM/SIGINT); reusable by other entry points."""
+    settings = prepare_certificates(settings)
+    WebhookApplication(settings, extensions).run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `migration-guard webhook`; 2 on bad settings, with a one-line message."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        settings = parse_settings(argv)
+    except InputError as e:
+        print(f"migration-guard webhook: {e}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        return run(settings)
+    except (InputError, OSError, k8s_config.ConfigException) as e:
+        print(f"migration-guard webhook: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, int | type(None)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

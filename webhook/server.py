@@ -1,0 +1,198 @@
+"""The webhook's Flask app: /validate, /healthz, /readyz, /metrics, plus extension blueprints.
+
+Extension hook: `create_app(..., extensions=[register_extension])` calls each
+`register_extension(app, cache, settings)` after the webhook routes exist, so extension/ can add
+blueprints that read the same cache. They also find `app.extensions["migration_guard"]`, a dict
+with "cache", "settings" and "metrics". `extra_blueprints` registers ready-made blueprints.
+
+Every answer is JSON; nothing returns a 500 or a traceback. An unexpected error during a decision
+denies the migration (fail closed) with a message, so kubectl shows why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from webhook import admission
+from webhook.admission import MalformedReview, ReviewRequest
+from webhook.errors import InputError
+from webhook.metrics import WebhookMetrics
+from webhook.rules.model import Problem, TimeoutSettings
+from webhook.settings import Settings
+from webhook.state import ClusterState
+
+log = logging.getLogger("migration_guard.server")
+
+
+class Cache(Protocol):
+    """What the server needs from a cache (ClusterCache, or StaticCache in unit tests)."""
+
+    state: ClusterState
+
+    @property
+    def synced(self) -> bool: ...
+
+    def age_seconds(self) -> float: ...
+
+    def status(self) -> dict: ...
+
+    def get_vmi_or_fetch(self, namespace: str, name: str) -> dict | None: ...
+
+
+Extension = Callable[[Flask, Any, Settings], None]
+
+
+def _evaluate(*args: Any, **kwargs: Any) -> Any:
+    from webhook.rules.engine import evaluate_migration  # imported late: one rule engine
+
+    return evaluate_migration(*args, **kwargs)
+
+
+def decide(cache: Cache, settings: Settings, req: ReviewRequest) -> dict:
+    """The AdmissionReview answer for one parsed request (the cache must be trusted by now)."""
+    namespace, vmi_name = admission.migration_subject(req)
+    if vmi_name is None:
+        return admission.deny(req, f"{namespace}/?", [admission.missing_vmi_name()])
+    try:
+        cache.get_vmi_or_fetch(namespace, vmi_name)
+    except Exception as e:  # the rules then report the VMI as missing; log why
+        log.warning("could not read VMI %s/%s from the API: %s", namespace, vmi_name, e)
+    timeouts = TimeoutSettings(
+        completion_timeout_per_gib=settings.completion_timeout_per_gib,
+        progress_timeout_seconds=settings.progress_timeout_seconds,
+    )
+    vm = f"{namespace}/{vmi_name}"
+    try:
+        report = _evaluate(cache.state, namespace, vmi_name, vmim=req.object, settings=timeouts)
+    except InputError as e:
+        return admission.deny(req, vm, [Problem("InvalidObject", str(e))])
+    return admission.respond(req, report)
+
+
+def cache_distrust(cache: Cache, settings: Settings) -> str | None:
+    """Why the cache cannot be trusted now, or None."""
+    if not cache.synced:
+        pending = [k for k, v in cache.status().items() if not v.get("synced")]
+        return "migration-guard's cluster cache has not finished its first sync" + (
+            f" (waiting for {', '.join(pending)})" if pending else ""
+        )
+    age = cache.age_seconds()
+    if age > settings.max_cache_age_seconds:
+        return (
+            f"migration-guard's cluster cache is {age:.0f} s old "
+            f"(limit {settings.max_cache_age_seconds:.0f} s): it lost its watch on the API server"
+        )
+    return None
+
+
+def _error(status: int, error: str, message: str) -> tuple[Response, int]:
+    return jsonify({"error": error, "message": message, "code": status}), status
+
+
+def create_app(
+    settings: Settings,
+    cache: Cache,
+    *,
+    metrics: WebhookMetrics | None = None,
+    extensions: Iterable[Extension] = (),
+    extra_blueprints: Iterable[Blueprint] = (),
+    cert_expiry: Callable[[], float] | None = None,
+) -> Flask:
+    """The Flask app; see the module docstring for the extension hook."""
+    app = Flask("migration_guard")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    metrics = metrics or WebhookMetrics()
+    metrics.bind_cache(lambda: cache.age_seconds(), lambda: cache.synced)
+    if cert_expiry is not None:
+        metrics.bind_cert_expiry(cert_expiry)
+    app.extensions["migration_guard"] = {"cache": cache, "settings": settings, "metrics": metrics}
+
+    @app.post("/validate")
+    def validate() -> Any:
+        started = time.perf_counter()
+        raw = request.get_data(cache=False)  # 413 beyond MAX_CONTENT_LENGTH
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            metrics.requests.labels("", "", "invalid").inc()
+            return _error(400, "BadRequest", f"the body is not JSON: {e}")
+        try:
+            req = admission.parse_review(body)
+        except MalformedReview as e:
+            metrics.requests.labels("", "", "invalid").inc()
+            return _error(400, "BadRequest", f"malformed AdmissionReview: {e}")
+        if not req.is_migration_create:
+            metrics.requests.labels(req.kind, req.operation, "ignored").inc()
+            return jsonify(admission.allow(req))
+        why = cache_distrust(cache, settings)
+        try:
+            if why is not None:
+                out = admission.unchecked(req, why, settings.stale_cache_policy)
+            else:
+                out = decide(cache, settings, req)
+        except Exception as e:
+            log.exception("decision failed for %s", req.uid)
+            problem = Problem(
+                "InternalError",
+                f"migration-guard could not evaluate this migration "
+                f"({type(e).__name__}: {e}); retry, and see the webhook's log if it persists",
+            )
+            ns, vmi = admission.migration_subject(req)
+            out = admission.deny(req, f"{ns}/{vmi or '?'}", [problem])
+        response = out["response"]
+        result = "allowed" if response["allowed"] else "denied"
+        metrics.requests.labels(req.kind, req.operation, result).inc()
+        for cause in (response.get("status") or {}).get("details", {}).get("causes", []):
+            metrics.denials.labels(cause["reason"]).inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return jsonify(out)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        age = cache.age_seconds()
+        detail = {
+            "ready": cache.synced,
+            "cacheSynced": cache.synced,
+            "cacheAgeSeconds": None if math.isinf(age) else round(age, 3),
+            "cacheStale": cache_distrust(cache, settings),
+            "informers": cache.status(),
+        }
+        return jsonify(detail), 200 if cache.synced else 503
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Any:
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Any:
+        code = e.code or 400
+        if code == 413:
+            message = f"the request body is larger than {settings.max_body_bytes} bytes"
+        else:
+            message = e.description or e.name
+        return _error(code, e.name.replace(" ", ""), message)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(503, "Unavailable", f"internal error ({type(e).__name__}); see the log")
+
+    for blueprint in extra_blueprints:
+        app.register_blueprint(blueprint)
+    for extension in extensions:
+        extension(app, cache, settings)
+    return app
