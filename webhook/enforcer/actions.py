@@ -1,0 +1,169 @@
+"""Carrying out an abort: record why (Events, VM annotation), then delete the VMIM by UID.
+
+Order matters (DESIGN): the reason is written before the VMIM goes away, so the UI and
+`GET .../migration` can always say why a migration ended. The VMIM is re-read from the API first:
+the cache may be behind, and a migration that just became final or is already being deleted must not
+be touched. The delete carries a UID precondition, so a new VMIM with the same name is never hit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from kubernetes.client import ApiClient
+
+from webhook.enforcer.decisions import FINAL_PHASES, Decision
+from webhook.enforcer.kube import KubeError, call
+from webhook.enforcer.leader import micro_time
+
+log = logging.getLogger("migration_guard.enforcer.actions")
+
+ABORT_ANNOTATION = "migration-guard.io/abort"
+COMPONENT = "migration-guard-enforcer"
+KUBEVIRT = "/apis/kubevirt.io/v1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened: `aborted` only when the delete was accepted."""
+
+    aborted: bool
+    detail: str
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds -> RFC3339 with seconds precision, as metav1.Time is written."""
+    return micro_time(ts)[:19] + "Z"
+
+
+def abort_annotation(decision: Decision, vmim: dict, now: float) -> str:
+    """The JSON of `migration-guard.io/abort` (docs/internals.md)."""
+    meta = vmim.get("metadata") or {}
+    return json.dumps(
+        {
+            "reason": decision.reason,
+            "message": decision.message,
+            "migration": meta.get("name"),
+            "migrationUID": meta.get("uid"),
+            "time": rfc3339(now),
+        },
+        sort_keys=True,
+    )
+
+
+def event_body(obj: dict, kind: str, decision: Decision, now: float, instance: str) -> dict:
+    """A core/v1 Warning Event about `obj` (kubectl describe and get events show it)."""
+    meta = obj.get("metadata") or {}
+    stamp = rfc3339(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+            "namespace": meta.get("namespace"),
+        },
+        "involvedObject": {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": kind,
+            "namespace": meta.get("namespace"),
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+        },
+        "reason": decision.reason,
+        "message": decision.message,
+        "type": "Warning",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": instance,
+        "action": "AbortMigration",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "eventTime": micro_time(now),
+        "count": 1,
+    }
+
+
+def _post_event(
+    api: ApiClient, obj: dict, kind: str, decision: Decision, now: float, who: str
+) -> None:
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    call(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/events",
+        event_body(obj, kind, decision, now, who),
+    )
+
+
+def reread_vmim(api: ApiClient, namespace: str, name: str, uid: str) -> tuple[dict | None, str]:
+    """The VMIM as the API has it now, or None with why it must not be aborted."""
+    try:
+        current = call(
+            api, "GET", f"{KUBEVIRT}/namespaces/{namespace}/virtualmachineinstancemigrations/{name}"
+        )
+    except KubeError as err:
+        if err.status == 404:
+            return None, "migration no longer exists"
+        raise
+    meta = current.get("metadata") or {}
+    if meta.get("uid") != uid:
+        return None, "a different migration now has this name"
+    if meta.get("deletionTimestamp"):
+        return None, "migration is already being deleted"
+    phase = (current.get("status") or {}).get("phase")
+    if phase in FINAL_PHASES:
+        return None, f"migration became final ({phase})"
+    return current, ""
+
+
+def abort(
+    api: ApiClient,
+    vmim: dict,
+    vmi: dict | None,
+    vm: dict | None,
+    decision: Decision,
+    now: float,
+    identity: str,
+) -> Outcome:
+    """Record why, then delete the VMIM with a UID precondition. KubeError on API failure."""
+    meta = vmim.get("metadata") or {}
+    namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid") or ""
+    current, why_not = reread_vmim(api, namespace, name, uid)
+    if current is None:
+        return Outcome(False, why_not)
+    if vmi is not None:
+        _post_event(api, vmi, "VirtualMachineInstance", decision, now, identity)
+    if vm is not None:
+        vm_name = (vm.get("metadata") or {}).get("name")
+        _post_event(api, vm, "VirtualMachine", decision, now, identity)
+        patch = {
+            "metadata": {"annotations": {ABORT_ANNOTATION: abort_annotation(decision, vmim, now)}}
+        }
+        call(
+            api,
+            "PATCH",
+            f"{KUBEVIRT}/namespaces/{namespace}/virtualmachines/{vm_name}",
+            patch,
+            content_type="application/merge-patch+json",
+        )
+    body = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {"uid": uid},
+        "propagationPolicy": "Background",
+    }
+    try:
+        call(
+            api,
+            "DELETE",
+            f"{KUBEVIRT}/namespaces/{namespace}/virtualmachineinstancemigrations/{name}",
+            body,
+        )
+    except KubeError as err:
+        if err.status in (404, 409):
+            return Outcome(False, f"migration changed before the delete: {err}")
+        raise
+    return Outcome(True, "deleted")

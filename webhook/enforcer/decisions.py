@@ -1,0 +1,169 @@
+"""What the enforcer does with one migration, and why: a pure function of objects, samples and time.
+
+Why pure: every timing rule of the enforcer (completion deadline, progress timeout, "never abort
+early after a restart", "never touch a final or already-deleted migration") lives here, so unit tests
+can drive it with plain dicts and a fake clock, and the I/O layers (runner, actions) stay thin.
+
+Rules (DESIGN "Timeout enforcer contract"):
+- The completion deadline counts from the VMI's `status.migrationState.startTimestamp`, and only
+  when that state belongs to this VMIM (`migrationUid`). Its length comes from
+  `webhook.rules.compute_timeouts` (data GiB x per-GiB setting, per-VM overrides included).
+- The progress timeout is judged only from samples this process took since the migration started:
+  the reference point is the last sample where data remaining went down (or the first sample), and
+  the migration is stalled when the newest sample is `progress_timeout` or more after it. Time
+  without samples proves nothing, so a restart or an unreachable source never aborts early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from webhook.rules.model import Timeouts, TimeoutSettings
+from webhook.rules.timeouts import compute_timeouts
+
+FINAL_PHASES = frozenset({"Succeeded", "Failed"})
+REASON_TIMED_OUT = "MigrationTimedOut"
+REASON_STALLED = "MigrationStalled"
+
+IGNORE = "ignore"  # nothing to enforce: final, being deleted, already aborted, VMI gone
+PENDING = "pending"  # not started yet (no migrationState for this VMIM): no deadline runs
+WATCH = "watch"  # running within its limits
+ABORT = "abort"  # overdue: record why, then delete the VMIM
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Data remaining of one migration, as this process saw it at `at` (unix seconds)."""
+
+    at: float
+    remaining_bytes: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict for one VMIM at one instant, with everything a log line or event needs."""
+
+    action: str
+    why: str
+    reason: str | None = None
+    message: str = ""
+    timeouts: Timeouts | None = None
+    started_at: float | None = None
+    completion_deadline: float | None = None
+    progress_deadline: float | None = None
+    remaining_bytes: int | None = None
+
+    @property
+    def nearest_deadline(self) -> float | None:
+        """The earlier of the completion and progress deadlines (unix seconds), if any."""
+        deadlines = [d for d in (self.completion_deadline, self.progress_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+
+def parse_time(value: object) -> float | None:
+    """RFC3339 timestamp as the API writes it -> unix seconds; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def progress_point(samples: Sequence[Sample], since: float) -> Sample | None:
+    """The sample where data remaining last went down (or the first), among samples at >= since."""
+    point: Sample | None = None
+    for sample in samples:
+        if sample.at < since:
+            continue
+        if point is None or sample.remaining_bytes < point.remaining_bytes:
+            point = sample
+    return point
+
+
+def prune_samples(samples: Sequence[Sample], since: float) -> list[Sample]:
+    """Drop samples that can no longer change a verdict (before `since` or the progress point)."""
+    point = progress_point(samples, since)
+    if point is None:
+        return []
+    return [s for s in samples if s.at >= point.at]
+
+
+def format_bytes(value: int | None) -> str:
+    """Bytes as GiB with two decimals ('unknown' without a value): what an operator reads."""
+    if value is None:
+        return "unknown"
+    return f"{value / GIB:.2f} GiB"
+
+
+def decide(
+    vmim: dict,
+    vmi: dict | None,
+    vm: dict | None,
+    samples: Sequence[Sample],
+    now: float,
+    settings: TimeoutSettings,
+    aborted: Container[str] = (),
+) -> Decision:
+    """What to do with `vmim` at `now`; `samples` are this process's samples for its VMI."""
+    meta = vmim.get("metadata") or {}
+    uid = meta.get("uid") or ""
+    phase = (vmim.get("status") or {}).get("phase") or ""
+    if phase in FINAL_PHASES:
+        return Decision(IGNORE, f"migration is final ({phase})")
+    if meta.get("deletionTimestamp"):
+        return Decision(IGNORE, "migration is already being deleted")
+    if uid in aborted:
+        return Decision(IGNORE, "migration was already aborted by this enforcer")
+    if vmi is None:
+        return Decision(IGNORE, "VMI does not exist")
+    state = (vmi.get("status") or {}).get("migrationState") or {}
+    if state.get("migrationUid") != uid:
+        return Decision(PENDING, "migration has not started on the VMI yet")
+    if state.get("completed") or state.get("failed"):
+        return Decision(IGNORE, "migration finished on the VMI")
+    started_at = parse_time(state.get("startTimestamp"))
+    if started_at is None:
+        return Decision(PENDING, "migration has no startTimestamp yet")
+
+    timeouts = compute_timeouts(vmi, settings, vm)
+    completion_deadline = started_at + timeouts.completion_timeout_seconds
+    point = progress_point(samples, started_at)
+    latest = max((s for s in samples if s.at >= started_at), key=lambda s: s.at, default=None)
+    progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
+    remaining = None if latest is None else latest.remaining_bytes
+    common = {
+        "timeouts": timeouts,
+        "started_at": started_at,
+        "completion_deadline": completion_deadline,
+        "progress_deadline": progress_deadline,
+        "remaining_bytes": remaining,
+    }
+    name = f"{meta.get('namespace')}/{meta.get('name')}"
+    vmi_name = (vmi.get("metadata") or {}).get("name")
+    elapsed = now - started_at
+    if now >= completion_deadline:
+        message = (
+            f"Migration {name} of VM {vmi_name} exceeded its completion timeout: "
+            f"{timeouts.data_gib} GiB of data, limit {timeouts.completion_timeout_seconds} s, "
+            f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
+        )
+        return Decision(ABORT, "completion deadline passed", REASON_TIMED_OUT, message, **common)
+    if point is not None and latest is not None and progress_deadline is not None:
+        still = latest.at - point.at
+        if latest.at >= progress_deadline:
+            message = (
+                f"Migration {name} of VM {vmi_name} made no progress for {still:.0f} s "
+                f"(limit {timeouts.progress_timeout_seconds} s): {timeouts.data_gib} GiB of data, "
+                f"completion limit {timeouts.completion_timeout_seconds} s, "
+                f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
+            )
+            return Decision(ABORT, "no progress", REASON_STALLED, message, **common)
+    return Decision(WATCH, "within its limits", **common)

@@ -1,0 +1,296 @@
+"""The enforcer loop: every check interval, sample progress, decide each migration, act if leader.
+
+Thin on purpose: what to do comes from `decisions.decide`, how to abort from `actions.abort`. This
+module owns only the state a decision needs across checks: progress samples per migration (taken by
+this process, since the migration started), the UIDs already aborted (never twice), and whether the
+progress source is reachable (one log line when that changes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes.client import ApiClient
+
+from webhook.enforcer import actions
+from webhook.enforcer.decisions import (
+    ABORT,
+    FINAL_PHASES,
+    IGNORE,
+    WATCH,
+    Decision,
+    Sample,
+    decide,
+    parse_time,
+    prune_samples,
+)
+from webhook.enforcer.kube import KubeError
+from webhook.enforcer.leader import LeaseElector
+from webhook.enforcer.metrics import EnforcerMetrics
+from webhook.enforcer.progress import ProgressSource, ProgressUnavailable
+from webhook.enforcer.settings import EnforcerSettings
+from webhook.errors import InputError
+from webhook.state import ClusterState
+
+log = logging.getLogger("migration_guard.enforcer")
+
+ABORTED_MEMORY_SECONDS = 3600.0  # how long an aborted UID is remembered after it left the cache
+
+
+@dataclass
+class ProgressState:
+    """Whether the progress source answered at the last check, and why not."""
+
+    description: str
+    up: bool | None = None  # None: not asked yet
+    error: str | None = None
+    since: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.description,
+            "up": bool(self.up),
+            "error": self.error,
+            "enforced": ["completion", "progress"] if self.up else ["completion"],
+        }
+
+
+@dataclass
+class CheckResult:
+    """One check: the decisions taken, for logs and tests."""
+
+    at: float
+    leader: bool
+    synced: bool
+    decisions: list[tuple[dict, Decision]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+
+
+class Enforcer:
+    """State across checks plus the `check_once` step; `run` loops it until stopped."""
+
+    def __init__(
+        self,
+        settings: EnforcerSettings,
+        api: ApiClient,
+        state: ClusterState,
+        synced: Callable[[], bool],
+        source: ProgressSource | None,
+        elector: LeaseElector | None,
+        metrics: EnforcerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.state = state
+        self.synced = synced
+        self.source = source
+        self.elector = elector
+        self.metrics = metrics or EnforcerMetrics()
+        self.clock = clock
+        self.samples: dict[str, list[Sample]] = {}
+        self.aborted: dict[str, float] = {}  # uid -> when it left the cache (0 while present)
+        self.progress = ProgressState(source.description if source else "none configured")
+        self.last_check: float | None = None
+        self.last_result: CheckResult | None = None
+        self._unsynced_logged = False
+        self._bad: set[str] = set()
+
+    # -- progress ---------------------------------------------------------------------------
+    def _poll_progress(self) -> dict[tuple[str, str], int]:
+        if self.source is None:
+            if self.progress.up is None:
+                log.warning("no progress source configured: only completion timeouts are enforced")
+                self.progress.up, self.progress.error = False, "no progress source configured"
+            self.metrics.progress_source_up.set(0)
+            return {}
+        try:
+            values = self.source.fetch()
+        except ProgressUnavailable as err:
+            if self.progress.up is not False:
+                log.warning(
+                    "progress source %s unreachable (%s): only completion timeouts are enforced",
+                    self.source.description,
+                    err,
+                )
+                self.progress.since = self.clock()
+            self.progress.up, self.progress.error = False, str(err)
+            self.metrics.progress_source_up.set(0)
+            return {}
+        if self.progress.up is not True:
+            log.info(
+                "progress source %s reachable: progress timeouts are enforced",
+                self.source.description,
+            )
+            self.progress.since = self.clock()
+        self.progress.up, self.progress.error = True, None
+        self.metrics.progress_source_up.set(1)
+        return values
+
+    # -- one check --------------------------------------------------------------------------
+    def check_once(self) -> CheckResult:
+        """Sample, decide, and (leader, synced, not dry-run) abort what is overdue."""
+        values = self._poll_progress()
+        now = self.clock()
+        synced = bool(self.synced())
+        leader = self.elector.is_leader() if self.elector is not None else True
+        result = CheckResult(now, leader, synced)
+        self.metrics.synced.set(1 if synced else 0)
+        self.metrics.leader.set(1 if leader else 0)
+        settings = self.settings.timeout_settings()
+        live_uids: set[str] = set()
+        running = 0
+        nearest: float | None = None
+        for vmim in self.state.vmims():
+            meta = vmim.get("metadata") or {}
+            uid = meta.get("uid") or ""
+            if ((vmim.get("status") or {}).get("phase")) in FINAL_PHASES:
+                continue
+            live_uids.add(uid)
+            namespace = meta.get("namespace") or ""
+            vmi_name = (vmim.get("spec") or {}).get("vmiName") or ""
+            vmi = self.state.vmi(namespace, vmi_name)
+            vm = self.state.vm(namespace, vmi_name)
+            try:
+                self._sample(uid, vmim, vmi, values, now)
+                samples = self.samples.get(uid, [])
+                decision = decide(vmim, vmi, vm, samples, now, settings, self.aborted)
+            except InputError as err:  # one malformed VMI must not stop the others
+                if uid not in self._bad:
+                    log.warning("cannot judge %s: %s", meta.get("name"), err)
+                    self._bad.add(uid)
+                continue
+            result.decisions.append((vmim, decision))
+            if decision.action in (WATCH, ABORT):
+                running += 1
+                deadline = decision.nearest_deadline
+                if deadline is not None:
+                    nearest = deadline if nearest is None else min(nearest, deadline)
+            if decision.action == ABORT and self._act(vmim, vmi, vm, decision, now, leader, synced):
+                result.aborted.append(uid)
+        self._forget(live_uids, now)
+        self.metrics.migrations_watched.set(len(live_uids))
+        self.metrics.migrations_running.set(running)
+        self.metrics.seconds_to_deadline.set(float("nan") if nearest is None else nearest - now)
+        self.last_check, self.last_result = now, result
+        return result
+
+    def _sample(self, uid: str, vmim: dict, vmi: dict | None, values: dict, now: float) -> None:
+        """Record data remaining for a migration that has started on its VMI."""
+        if vmi is None:
+            return
+        migration = (vmi.get("status") or {}).get("migrationState") or {}
+        if migration.get("migrationUid") != uid or not migration.get("startTimestamp"):
+            return
+        meta = vmi.get("metadata") or {}
+        value = values.get((meta.get("namespace"), meta.get("name")))
+        if value is None:
+            return
+        started = parse_time(migration.get("startTimestamp")) or now
+        kept = self.samples.get(uid, [])
+        kept.append(Sample(now, value))
+        self.samples[uid] = prune_samples(kept, started)
+
+    def _act(
+        self,
+        vmim: dict,
+        vmi: dict | None,
+        vm: dict | None,
+        decision: Decision,
+        now: float,
+        leader: bool,
+        synced: bool,
+    ) -> bool:
+        meta = vmim.get("metadata") or {}
+        uid, ref = meta.get("uid") or "", f"{meta.get('namespace')}/{meta.get('name')}"
+        if not synced:
+            if not self._unsynced_logged:
+                log.warning(
+                    "caches not synced: cannot confirm state, aborting nothing (%s overdue)", ref
+                )
+                self._unsynced_logged = True
+            return False
+        self._unsynced_logged = False
+        if not leader:
+            log.debug("%s overdue (%s) but this replica is not the leader", ref, decision.reason)
+            return False
+        if self.settings.dry_run:
+            self.aborted[uid] = 0.0
+            self.metrics.aborts.labels(reason=decision.reason, dry_run="true").inc()
+            log.warning("dry-run: would abort %s (%s): %s", ref, decision.reason, decision.message)
+            return True
+        try:
+            outcome = actions.abort(self.api, vmim, vmi, vm, decision, now, self.settings.identity)
+        except KubeError as err:
+            self.metrics.abort_errors.inc()
+            log.warning("aborting %s failed, retrying at the next check: %s", ref, err)
+            return False
+        if not outcome.aborted:
+            log.info("not aborting %s: %s", ref, outcome.detail)
+            return False
+        self.aborted[uid] = 0.0
+        self.metrics.aborts.labels(reason=decision.reason, dry_run="false").inc()
+        log.warning("aborted %s (%s): %s", ref, decision.reason, decision.message)
+        return True
+
+    def _forget(self, live_uids: set[str], now: float) -> None:
+        for uid in list(self.samples):
+            if uid not in live_uids:
+                del self.samples[uid]
+        for uid, gone_at in list(self.aborted.items()):
+            if uid in live_uids:
+                self.aborted[uid] = 0.0
+            elif gone_at == 0.0:
+                self.aborted[uid] = now
+            elif now - gone_at > ABORTED_MEMORY_SECONDS:
+                del self.aborted[uid]
+
+    # -- loop and health --------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Check every interval until `stop` is set; a failing check is logged, never fatal."""
+        interval = self.settings.check_interval_seconds
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.check_once()
+            except Exception:
+                log.exception("check failed")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def alive(self) -> bool:
+        """The loop checked recently (liveness)."""
+        if self.last_check is None:
+            return True
+        return self.clock() - self.last_check < max(30.0, 5 * self.settings.check_interval_seconds)
+
+    def status(self) -> dict:
+        """Readiness detail: ready when caches are synced and the loop runs."""
+        synced = bool(self.synced())
+        ready = synced and self.last_check is not None and self.alive()
+        elector = self.elector
+        return {
+            "ready": ready,
+            "informersSynced": synced,
+            "lastCheck": self.last_check,
+            "dryRun": self.settings.dry_run,
+            "leader": elector.is_leader() if elector else True,
+            "lease": None
+            if elector is None
+            else {
+                "namespace": elector.namespace,
+                "name": elector.name,
+                "identity": elector.identity,
+                "holder": elector.holder,
+                "error": elector.last_error,
+            },
+            "progressSource": self.progress.to_dict(),
+            "migrationsWatched": sum(
+                1
+                for _, d in (self.last_result.decisions if self.last_result else [])
+                if d.action != IGNORE
+            ),
+        }
