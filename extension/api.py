@@ -1,0 +1,314 @@
+"""The extension's HTTP API: Harvester's VM actions, the target report and the migration status.
+
+Thin layer: each view authenticates, authorizes in the VM's namespace (before saying whether the
+VM exists), then calls the rule engine or the pure helpers of `extension.actions` and
+`extension.status`. Every answer is JSON; every failure is `{"error": ...}` with a 4xx/5xx code
+chosen here, never a traceback. Decisions use the same watch-fed cache as the webhook, so the
+nodes offered here are the nodes the webhook admits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from extension import actions
+from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, AuthError, User
+from extension.kube import Kube, KubeError, kubevirt_path
+from extension.openapi import build_spec
+from extension.status import migration_status
+from webhook.errors import InputError
+from webhook.rules.engine import evaluate_migration
+from webhook.rules.model import Report, TimeoutSettings
+from webhook.rules.timeouts import compute_timeouts
+from webhook.state import ClusterState
+
+log = logging.getLogger("migration_guard.extension")
+
+HARVESTER_PREFIX = "/v1/harvester/kubevirt.io.virtualmachines"
+NAMESPACED_PREFIX = "/v1/namespaces"
+MAX_BODY_BYTES = 64 * 1024
+
+
+class StateSource(Protocol):
+    """What the extension needs from the webhook's ClusterCache (webhook.cache.ClusterCache)."""
+
+    state: ClusterState
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get_vmi_or_fetch(self, namespace: str, name: str) -> dict | None: ...
+
+
+@dataclass
+class ExtensionContext:
+    """Everything the views use; built once per process (see `extension.serve`)."""
+
+    cache: StateSource
+    kube: Kube
+    authenticator: Authenticator
+    timeout_settings: TimeoutSettings = field(default_factory=TimeoutSettings)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # (namespace, vmi name) -> bytes still to copy, when a progress source is known
+    data_remaining: Callable[[str, str], int | None] | None = None
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP `status` with `{"error": message, **extra}`."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def create_blueprint(ctx: ExtensionContext) -> Blueprint:
+    """The extension's routes; `/openapi.json` describes exactly these (tested)."""
+    bp = Blueprint("extension", __name__)
+    views = _Views(ctx)
+
+    bp.add_url_rule(
+        f"{HARVESTER_PREFIX}/<namespace>/<name>",
+        "vm_action",
+        views.vm_action,
+        methods=["POST"],
+    )
+    bp.add_url_rule(
+        f"{NAMESPACED_PREFIX}/<namespace>/virtualmachines/<name>/migration-targets",
+        "migration_targets",
+        views.migration_targets,
+        methods=["GET"],
+    )
+    bp.add_url_rule(
+        f"{NAMESPACED_PREFIX}/<namespace>/virtualmachines/<name>/migration",
+        "migration",
+        views.migration,
+        methods=["GET"],
+    )
+    bp.add_url_rule("/openapi.json", "openapi", views.openapi, methods=["GET"])
+
+    @bp.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, **exc.extra)
+
+    @bp.errorhandler(AuthError)
+    def _auth_error(exc: AuthError) -> Response:
+        response = error_response(exc.status, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="migration-guard"'
+        return response
+
+    @bp.errorhandler(actions.BadRequest)
+    def _bad_request(exc: actions.BadRequest) -> Response:
+        return error_response(400, str(exc))
+
+    @bp.errorhandler(actions.Conflict)
+    def _conflict(exc: actions.Conflict) -> Response:
+        return error_response(409, str(exc))
+
+    @bp.errorhandler(KubeError)
+    def _kube_error(exc: KubeError) -> Response:
+        log.warning("Kubernetes API call failed: %s %s", exc.status, exc.message)
+        if exc.status == 0:
+            return error_response(503, exc.message)
+        return error_response(502, f"Kubernetes API answered {exc.status}: {exc.message}")
+
+    return bp
+
+
+def register(app: Flask, ctx: ExtensionContext) -> None:
+    """Add the extension to an app (the webhook's, or the standalone one of `extension.serve`)."""
+    app.register_blueprint(create_blueprint(ctx))
+
+
+class _Views:
+    def __init__(self, ctx: ExtensionContext) -> None:
+        self.ctx = ctx
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _user(self) -> User:
+        return self.ctx.authenticator.authenticate(request.headers.get("Authorization"))
+
+    def _vm(self, namespace: str, name: str, fresh: bool = False) -> dict:
+        """The VM (cache first unless `fresh`, then the API), or 404."""
+        vm = None if fresh else self.ctx.cache.state.vm(namespace, name)
+        if vm is None:
+            vm = self.ctx.kube.get_or_none(kubevirt_path(namespace, "virtualmachines", name))
+        if vm is None:
+            raise ApiError(404, f"VirtualMachine {namespace}/{name} not found")
+        return vm
+
+    def _require_synced(self) -> None:
+        if not self.ctx.cache.synced:
+            raise ApiError(503, "the cluster cache is still loading; retry in a few seconds")
+
+    def _evaluate(self, namespace: str, name: str, target: str | None = None) -> Report:
+        self._require_synced()
+        try:
+            self.ctx.cache.get_vmi_or_fetch(namespace, name)
+        except Exception as exc:  # the engine then reports VMINotRunning from the cache alone
+            log.warning("reading VMI %s/%s failed: %s", namespace, name, exc)
+        try:
+            return evaluate_migration(
+                self.ctx.cache.state,
+                namespace,
+                name,
+                target=target,
+                settings=self.ctx.timeout_settings,
+            )
+        except InputError as exc:
+            raise ApiError(
+                422,
+                f"cannot evaluate VM {namespace}/{name}: {exc}",
+                causes=[{"code": "InvalidObject", "message": str(exc), "field": None}],
+            ) from None
+
+    # --- views --------------------------------------------------------------------------------
+
+    def openapi(self) -> Response:
+        return jsonify(build_spec())
+
+    def migration_targets(self, namespace: str, name: str) -> Response:
+        user = self._user()
+        self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
+        self._vm(namespace, name)
+        return jsonify(self._evaluate(namespace, name).to_dict())
+
+    def migration(self, namespace: str, name: str) -> Response:
+        user = self._user()
+        self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
+        vm = self._vm(namespace, name, fresh=True)
+        kube = self.ctx.kube
+        vmi = kube.get_or_none(kubevirt_path(namespace, "virtualmachineinstances", name))
+        listed = kube.get(kubevirt_path(namespace, "virtualmachineinstancemigrations"))
+        vmims = actions.vmims_for(listed.get("items") or [], name)
+        timeouts = None
+        if vmi is not None:
+            try:
+                timeouts = compute_timeouts(vmi, self.ctx.timeout_settings, vm)
+            except InputError as exc:
+                log.warning("timeouts of VM %s/%s: %s", namespace, name, exc)
+        remaining = None
+        if self.ctx.data_remaining is not None:
+            try:
+                remaining = self.ctx.data_remaining(namespace, name)
+            except Exception as exc:  # a progress source is optional; its failure is not ours
+                log.warning("progress of VM %s/%s unavailable: %s", namespace, name, exc)
+        status = migration_status(vmims, vmi, vm, timeouts, self.ctx.clock(), remaining)
+        if status is None:
+            raise ApiError(404, f"VirtualMachine {namespace}/{name} has never migrated")
+        return jsonify({"vm": f"{namespace}/{name}", "migration": status})
+
+    def vm_action(self, namespace: str, name: str) -> Response:
+        user = self._user()
+        action = actions.check_action(request.args.get("action"))
+        if action == "findMigratableNodes":
+            self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
+            self._vm(namespace, name)
+            report = self._evaluate(namespace, name)
+            nodes = report.eligible_nodes if not report.blockers else []
+            return jsonify({"nodes": nodes})
+        if action == "migrate":
+            return self._migrate(user, namespace, name)
+        return self._abort(user, namespace, name)
+
+    def _migrate(self, user: User, namespace: str, name: str) -> Response:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise actions.BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+        node = actions.migrate_target(actions.parse_json_body(request.get_data()))
+        self.ctx.authenticator.authorize(user, namespace, CREATE_VMIMS)
+        self._vm(namespace, name)
+        report = self._evaluate(namespace, name, target=node)
+        problems = report.problems()
+        if problems:
+            raise ApiError(
+                422,
+                f"live migration of VM {namespace}/{name} is not allowed",
+                causes=actions.causes(problems),
+                **_target_detail(report),
+            )
+        body = actions.build_vmim(namespace, name, node, user.username)
+        try:
+            created = self.ctx.kube.post(
+                kubevirt_path(namespace, "virtualmachineinstancemigrations"), body
+            )
+        except KubeError as exc:
+            relayed = exc.causes()
+            if exc.status in (400, 403, 422) and relayed:
+                raise ApiError(
+                    422,
+                    f"the API server refused the migration of VM {namespace}/{name}: {exc.message}",
+                    causes=relayed,
+                ) from None
+            raise
+        meta = created.get("metadata") or {}
+        log.info(
+            "user %s started migration %s/%s of VM %s to %s",
+            user.username,
+            namespace,
+            meta.get("name"),
+            name,
+            node or "any node",
+        )
+        response = jsonify(
+            {
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "vmiName": name,
+                "targetNode": node,
+                "timeouts": report.timeouts.to_dict() if report.timeouts else None,
+            }
+        )
+        response.status_code = 201
+        return response
+
+    def _abort(self, user: User, namespace: str, name: str) -> Response:
+        self.ctx.authenticator.authorize(user, namespace, DELETE_VMIMS)
+        self._vm(namespace, name)
+        path = kubevirt_path(namespace, "virtualmachineinstancemigrations")
+        for _attempt in range(3):
+            listed = self.ctx.kube.get(path)
+            target = actions.abort_target(
+                actions.vmims_for(listed.get("items") or [], name), f"{namespace}/{name}"
+            )
+            try:
+                self.ctx.kube.delete(f"{path}/{target.name}", actions.delete_options(target))
+            except KubeError as exc:
+                if exc.status in (404, 409):  # changed or gone since we read it: look again
+                    continue
+                raise
+            log.info(
+                "user %s aborted migration %s/%s (phase %s) of VM %s",
+                user.username,
+                namespace,
+                target.name,
+                target.phase,
+                name,
+            )
+            return jsonify(
+                {"aborted": target.name, "uid": target.uid, "phase": target.phase, "vm": name}
+            )
+        raise ApiError(409, f"the migration of VM {namespace}/{name} kept changing; retry")
+
+
+def _target_detail(report: Report) -> dict:
+    """For a refused target: every reason of that node, with its code (as the lookup lists)."""
+    verdict = report.target_verdict() if report.target else None
+    if verdict is None:
+        return {}
+    return {"target": verdict.name, "targetReasons": [r.to_dict() for r in verdict.reasons]}
