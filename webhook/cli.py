@@ -1,0 +1,272 @@
+"""`migration-guard`: the `check` command, and the entry point of the three servers.
+
+`check` runs the same rule engine as the webhook on cluster state read from YAML/JSON files (or a
+live cluster with --kubeconfig) and exits 0 when the migration is allowed, 1 when it is denied,
+2 on bad input (one line naming the file and the problem). `webhook`, `extension` and `enforcer`
+are imported only when asked for, so `check` needs none of the server dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from webhook.errors import InputError
+from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
+from webhook.rules import access as a
+from webhook.state import ClusterState
+
+DELEGATES = {
+    "webhook": ("webhook.serve", "run the validating admission webhook (HTTPS)"),
+    "extension": ("extension.serve", "run the UI extension backend (target lookup, migrate)"),
+    "enforcer": ("webhook.enforcer.serve", "run the migration timeout enforcer"),
+}
+STATE_SUFFIXES = (".yaml", ".yml", ".json")
+
+# (kind, group, version, plural) read by --kubeconfig; group "" is the core API.
+LIVE_KINDS = (
+    ("Node", "", "v1", "nodes"),
+    ("Pod", "", "v1", "pods"),
+    ("VirtualMachineInstance", "kubevirt.io", "v1", "virtualmachineinstances"),
+    ("VirtualMachine", "kubevirt.io", "v1", "virtualmachines"),
+    ("VirtualMachineInstanceMigration", "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
+    ("NetworkAttachmentDefinition", "k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
+)
+
+
+# ---- reading state ---------------------------------------------------------------------------
+def _documents(path: Path) -> Iterator[tuple[str, dict]]:
+    """(where, object) for every object in one file; `kind: List` is expanded."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    try:
+        docs = [json.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        raise InputError(
+            f"{path}: invalid {'JSON' if path.suffix == '.json' else 'YAML'}: {detail}"
+        ) from None
+    for i, doc in enumerate(docs):
+        where = f"{path} (document {i + 1})" if len(docs) > 1 else str(path)
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise InputError(f"{where}: expected a Kubernetes object, got {type(doc).__name__}")
+        if doc.get("kind") == "List" or (
+            isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc
+        ):
+            items = a.get(doc, "items", list, where, [])
+            item_kind = doc["kind"][: -len("List")] or None
+            for j, item in enumerate(items):
+                a.check(item, dict, where, f"items[{j}]")
+                if item_kind and "kind" not in item:
+                    item = {**item, "kind": item_kind}
+                yield f"{where} items[{j}]", item
+        else:
+            yield where, doc
+
+
+def state_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in STATE_SUFFIXES)
+        if not files:
+            raise InputError(f"{path}: folder has no .yaml, .yml or .json files")
+        return files
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return [path]
+
+
+def load_state(path: str | Path) -> ClusterState:
+    """ClusterState from a file or folder; InputError names the file (and document) at fault."""
+    state = ClusterState()
+    for file in state_files(Path(path)):
+        for where, obj in _documents(file):
+            try:
+                state.apply(obj)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+    return state
+
+
+def load_live_state(kubeconfig: str) -> ClusterState:
+    """ClusterState listed from the cluster of `kubeconfig` (official Kubernetes client)."""
+    from kubernetes import config
+    from kubernetes.client.rest import ApiException
+
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig)
+    except Exception as exc:  # the client raises many types for a bad kubeconfig
+        raise InputError(f"{kubeconfig}: cannot use kubeconfig: {exc}") from None
+    state = ClusterState()
+    with api:
+        for kind, group, version, plural in LIVE_KINDS:
+            base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+            try:
+                resp = api.call_api(
+                    f"{base}/{plural}",
+                    "GET",
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=30,
+                )
+                listed = json.loads(resp.data)
+            except ApiException as exc:
+                if exc.status == 404 and group:
+                    continue  # CRD not installed (e.g. no multus): nothing of that kind
+                raise InputError(f"{kubeconfig}: listing {plural} failed: {exc.reason}") from None
+            except Exception as exc:  # connection refused, TLS, timeouts
+                raise InputError(f"{kubeconfig}: cannot reach the cluster: {exc}") from None
+            items = [{**item, "kind": kind} for item in listed.get("items") or []]
+            state.replace_all(kind, items)
+    return state
+
+
+# ---- output ------------------------------------------------------------------------------------
+def format_text(report: Report) -> str:
+    """Blockers, then a table of nodes with eligibility and reasons, then the timeouts."""
+    lines = [
+        f"VM:      {report.vm}" + (f" (on {report.source_node})" if report.source_node else ""),
+        f"Target:  {report.target or 'any eligible node'}",
+        f"Result:  {'ALLOWED' if report.allowed else 'DENIED'}",
+        "",
+    ]
+    if report.blockers:
+        lines.append(f"Blockers ({len(report.blockers)}):")
+        for b in report.blockers:
+            where = f" [{b.field}]" if b.field else ""
+            lines.append(f"  - {b.code}{where}: {b.message}")
+    else:
+        lines.append("Blockers: none")
+    if report.nodes_evaluated:
+        lines += ["", "Nodes:"]
+        rows = [("NODE", "ELIGIBLE", "REASONS")]
+        for n in report.nodes:
+            reasons = [f"{r.code}: {r.message}" for r in n.reasons] or ["-"]
+            rows.append((n.name, "yes" if n.eligible else "no", reasons[0]))
+            rows += [("", "", r) for r in reasons[1:]]
+        width = max(len(r[0]) for r in rows) + 2
+        for name, ok, reason in rows:
+            lines.append(f"  {name:<{width}}{ok:<10}{reason}".rstrip())
+        if not report.nodes:
+            lines.append("  (no node evaluated)")
+        lines.append(f"Eligible nodes: {', '.join(report.eligible_nodes) or 'none'}")
+    others = report.problems()[len(report.blockers) :]
+    for p in others:
+        text = "no node can receive the VM (see each node's reasons above)"
+        lines.append(f"Denied: {p.code}: {text if p.code == 'NoEligibleTarget' else p.message}")
+    if report.timeouts is not None:
+        t = report.timeouts
+        lines += [
+            "",
+            f"Timeouts: {t.data_gib} GiB to copy; completion timeout "
+            f"{t.completion_timeout_seconds} s, progress timeout {t.progress_timeout_seconds} s",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def _parse_vm(text: str) -> tuple[str, str]:
+    ns, sep, name = text.partition("/")
+    if not sep or not ns or not name or "/" in name:
+        raise InputError(f"--vm {text!r}: expected namespace/name, e.g. default/my-vm")
+    return ns, name
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        ns, name = _parse_vm(args.vm)
+        source = args.state or args.kubeconfig
+        state = load_state(args.state) if args.state else load_live_state(args.kubeconfig)
+        if state.vmi(ns, name) is None and state.vm(ns, name) is None:
+            raise InputError(f"{source}: VM {ns}/{name} is not in the state")
+        if state.count("Node") == 0:
+            raise InputError(f"{source}: the state has no nodes")
+        settings = TimeoutSettings(
+            completion_timeout_per_gib=args.completion_timeout_per_gib,
+            progress_timeout_seconds=args.progress_timeout_seconds,
+        )
+        report = evaluate_migration(state, ns, name, target=args.target, settings=settings)
+        vmi = state.vmi(ns, name)
+        if vmi is not None:
+            try:
+                compute_timeouts(vmi, settings, state.vm(ns, name), strict=True)
+            except InputError as exc:
+                err.write(f"warning: {exc}; the default applies\n")
+    except InputError as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    if args.output == "json":
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.write(format_text(report))
+    return 0 if report.allowed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="migration-guard",
+        description="Makes Harvester's live-migration rules hold everywhere a migration can start.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    check = sub.add_parser(
+        "check",
+        help="decide whether a VM may live-migrate, from state files or a live cluster",
+        description="Exit 0 allowed, 1 denied, 2 bad input.",
+    )
+    src = check.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--state",
+        metavar="PATH",
+        help="YAML/JSON file (multi-document or kind: List) or a folder of such files",
+    )
+    src.add_argument("--kubeconfig", metavar="FILE", help="read the state from a live cluster")
+    check.add_argument("--vm", required=True, metavar="NS/NAME", help="the VM (or VMI) to check")
+    check.add_argument("--target", metavar="NODE", help="the node to migrate to (default: any)")
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    defaults = TimeoutSettings()
+    check.add_argument(
+        "--completion-timeout-per-gib",
+        type=_positive,
+        default=defaults.completion_timeout_per_gib,
+        metavar="SECONDS",
+    )
+    check.add_argument(
+        "--progress-timeout-seconds",
+        type=_positive,
+        default=defaults.progress_timeout_seconds,
+        metavar="SECONDS",
+    )
+    for name, (_, help_text) in DELEGATES.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `migration-guard`; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in DELEGATES:
+        module = importlib.import_module(DELEGATES[args_list[0]][0])
+        return int(module.main(args_list[1:]) or 0)
+    args = build_parser().parse_args(args_list)
+    return run_check(args, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
