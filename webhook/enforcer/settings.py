@@ -119,7 +119,7 @@ def settings_help() -> list[tuple[str, str, str]]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{self.prog}: {message}")
+        raise InputError(message)
 
 
 def build_parser(prog: str = "migration-guard enforcer") -> argparse.ArgumentParser:
