@@ -312,3 +312,22 @@ def _target_detail(report: Report) -> dict:
     if verdict is None:
         return {}
     return {"target": verdict.name, "targetReasons": [r.to_dict() for r in verdict.reasons]}
+
+
+def register_extension(app: Flask, cache: Any, settings: Any) -> None:
+    """The webhook server's extension hook (`create_app(..., extensions=[register_extension])`).
+
+    Uses the cache's own API client (the server's identity) for reviews and VMIM writes, and the
+    server's timeout settings, so the deadlines shown are the ones the webhook warns about.
+    """
+    kube = Kube(cache.api)
+    ctx = ExtensionContext(
+        cache=cache,
+        kube=kube,
+        authenticator=Authenticator(kube),
+        timeout_settings=TimeoutSettings(
+            completion_timeout_per_gib=settings.completion_timeout_per_gib,
+            progress_timeout_seconds=settings.progress_timeout_seconds,
+        ),
+    )
+    register(app, ctx)

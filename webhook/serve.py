@@ -151,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     try:
-        return run(settings)
+        from extension.api import register_extension  # the UI backend shares this app and cache
+
+        return run(settings, extensions=[register_extension])
     except (InputError, OSError, k8s_config.ConfigException) as e:
         print(f"migration-guard webhook: {e}", file=sys.stderr)
         return 2
