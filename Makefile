@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: test lint unit demo bench cluster-up cluster-down controlplane venv clean
+.PHONY: test lint unit demo bench cluster-up cluster-down controlplane prometheus venv clean
 
 venv: $(STAMP)
 
@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
+# Debian's prometheus, scraped by the enforcer's integration tests.
+prometheus:
+	@bash hack/install-prometheus.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv controlplane lint
+test: venv controlplane prometheus lint
 	$(PY) -m pytest
 
 unit: venv
@@ -36,7 +40,7 @@ cluster-up: venv controlplane
 cluster-down: venv
 	$(PY) -m tests.harness.cluster down
 
-demo: venv controlplane
+demo: venv controlplane prometheus
 	$(PY) -m demo $(ARGS)
 
 bench: venv controlplane
