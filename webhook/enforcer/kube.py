@@ -6,8 +6,9 @@ datetimes in a form the API server may reject; plain dicts keep what we send exa
 
 from __future__ import annotations
 
+import json
+
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 
 class KubeError(RuntimeError):
@@ -28,28 +29,33 @@ def call(
     timeout: float = 10.0,
 ) -> dict:
     """`method path` with a JSON body; returns the decoded answer; KubeError on any failure."""
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
     try:
-        return api.call_api(
-            path,
+        verb, url, headers, payload, _ = api.param_serialize(
             method,
+            path,
             query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params=headers,
             body=body,
-            response_type="object",
             auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _request_timeout=timeout,
         )
-    except ApiException as err:
-        raise KubeError(f"{method} {path}: HTTP {err.status} {_reason(err)}", err.status) from None
+        response = api.call_api(
+            verb, url, header_params=headers, body=payload, _request_timeout=timeout
+        )
+        data = response.read()
     except Exception as err:  # urllib3 connection errors and the like: the server was not reached
         raise KubeError(f"{method} {path}: {type(err).__name__}: {err}") from None
-
-
-def _reason(err: ApiException) -> str:
-    import json
-
+    if not 200 <= response.status < 300:
+        raise KubeError(f"{method} {path}: HTTP {response.status} {_reason(data)}", response.status)
     try:
-        return json.loads(err.body).get("message") or err.reason
+        return json.loads(data) if data else {}
+    except ValueError:
+        raise KubeError(f"{method} {path}: answer is not JSON") from None
+
+
+def _reason(data: bytes) -> str:
+    """The API server's Status message, else the start of the body."""
+    try:
+        return json.loads(data).get("message") or ""
     except Exception:
-        return str(err.reason)
+        return data[:200].decode("utf-8", "replace")
