@@ -143,6 +143,7 @@ def test_cache_follows_cordon_and_relabel_within_a_second(controlplane: ControlP
     try:
         took = _first_answer_change(controlplane, vms, N2, want_denied=True)
         assert took < 1.0, f"cordon reflected after {took:.2f}s"
+        print(f"cordon reflected after {took:.3f}s")
         result = create_vmim(controlplane, vms, "clean", N2, "--dry-run=server")
         assert f"node '{N2}' is cordoned" in result.stderr
     finally:
@@ -152,6 +153,7 @@ def test_cache_follows_cordon_and_relabel_within_a_second(controlplane: ControlP
     try:
         took = _first_answer_change(controlplane, vms, N2, want_denied=True)
         assert took < 1.0, f"relabel reflected after {took:.2f}s"
+        print(f"relabel reflected after {took:.3f}s")
         result = create_vmim(controlplane, vms, "clean", N2, "--dry-run=server")
         assert "NotSchedulable" in result.stderr or "schedulable" in result.stderr
     finally:
