@@ -72,9 +72,9 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
 
     def containers(field: str) -> list[dict]:
         out = []
-        for _, c in a.dicts(pod, f"spec.{field}", ctx):
+        for i, c in a.dicts(pod, f"spec.{field}", ctx):
             item: dict = {"name": c.get("name")}
-            requests = a.get(c, "resources.requests", dict, ctx)
+            requests = a.get(c, "resources.requests", dict, ctx, None, f"spec.{field}[{i}]")
             if requests is not None:
                 item["resources"] = {"requests": dict(requests)}
             if c.get("restartPolicy") is not None:

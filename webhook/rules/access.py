@@ -28,10 +28,10 @@ def describe(obj: Any, kind: str | None = None) -> str:
     return f"{kind} {ns}/{name}" if isinstance(ns, str) and ns else f"{kind} {name}"
 
 
-def get(obj: Any, path: str, typ: type, ctx: str, default: Any = None) -> Any:
-    """Value at dotted `path` (keys may not contain dots; use `get_key` for label keys)."""
+def get(obj: Any, path: str, typ: type, ctx: str, default: Any = None, base: str = "") -> Any:
+    """Value at dotted `path`; `base` is where `obj` sits in its object, for messages."""
     cur = obj
-    walked: list[str] = []
+    walked: list[str] = [base] if base else []
     for key in path.split("."):
         if cur is None:
             return default
@@ -42,7 +42,7 @@ def get(obj: Any, path: str, typ: type, ctx: str, default: Any = None) -> Any:
         walked.append(key)
     if cur is None:
         return default
-    return check(cur, typ, ctx, path)
+    return check(cur, typ, ctx, f"{base}.{path}" if base else path)
 
 
 def check(value: Any, typ: type, ctx: str, path: str) -> Any:
@@ -54,10 +54,11 @@ def check(value: Any, typ: type, ctx: str, path: str) -> Any:
     return value
 
 
-def dicts(obj: Any, path: str, ctx: str) -> list[tuple[int, dict]]:
+def dicts(obj: Any, path: str, ctx: str, base: str = "") -> list[tuple[int, dict]]:
     """(index, item) of the list at `path`; every item must be a map."""
-    items = get(obj, path, list, ctx, [])
-    return [(i, check(item, dict, ctx, f"{path}[{i}]")) for i, item in enumerate(items)]
+    items = get(obj, path, list, ctx, [], base)
+    where = f"{base}.{path}" if base else path
+    return [(i, check(item, dict, ctx, f"{where}[{i}]")) for i, item in enumerate(items)]
 
 
 def str_map(obj: Any, path: str, ctx: str) -> dict[str, str]:

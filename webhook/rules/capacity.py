@@ -18,7 +18,7 @@ TERMINATED_PHASES = ("Succeeded", "Failed")
 
 
 def _container_requests(c: dict, ctx: str, path: str) -> tuple[int, int]:
-    req = a.get(c, "resources.requests", dict, ctx, {})
+    req = a.get(c, "resources.requests", dict, ctx, {}, path)
     cpu = a.cpu(req["cpu"], ctx, f"{path}.resources.requests.cpu") if "cpu" in req else 0
     mem = a.mem(req["memory"], ctx, f"{path}.resources.requests.memory") if "memory" in req else 0
     return cpu, mem
@@ -35,7 +35,7 @@ def pod_requests(pod: dict) -> tuple[int, int]:
     init_cpu = init_mem = 0
     for i, c in a.dicts(pod, "spec.initContainers", ctx):
         dc, dm = _container_requests(c, ctx, f"spec.initContainers[{i}]")
-        if a.get(c, "restartPolicy", str, ctx) == "Always":
+        if a.get(c, "restartPolicy", str, ctx, None, f"spec.initContainers[{i}]") == "Always":
             side_cpu, side_mem = side_cpu + dc, side_mem + dm
         else:
             init_cpu, init_mem = max(init_cpu, side_cpu + dc), max(init_mem, side_mem + dm)

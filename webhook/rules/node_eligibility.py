@@ -83,13 +83,13 @@ def resolve_networks(
     needs: list[ClusterNetwork] = []
     missing: list[Problem] = []
     for i, net in a.dicts(vmi, "spec.networks", ctx):
-        ref = a.get(net, "multus.networkName", str, ctx)
+        path = f"spec.networks[{i}]"
+        ref = a.get(net, "multus.networkName", str, ctx, None, path)
         if not ref:
             continue
         ns, _, name = ref.rpartition("/")
         ns = ns or vmi_ns
-        net_name = a.get(net, "name", str, ctx, "")
-        path = f"spec.networks[{i}]"
+        net_name = a.get(net, "name", str, ctx, "", path)
         nad = nad_lookup(ns, name)
         if nad is None:
             missing.append(
@@ -115,9 +115,9 @@ def cpu_requirements(vmi: dict, pod: dict | None) -> tuple[dict[str, str], dict[
     labels: dict[str, str] = {}
     if model not in UNLABELLED_CPU_MODELS:
         labels[CPU_MODEL_PREFIX + model] = f"CPU model '{model}'"
-    for _, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
-        name = a.get(feature, "name", str, ctx, "")
-        policy = a.get(feature, "policy", str, ctx, "require")
+    for i, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
+        name = a.get(feature, "name", str, ctx, "", f"spec.domain.cpu.features[{i}]")
+        policy = a.get(feature, "policy", str, ctx, "require", f"spec.domain.cpu.features[{i}]")
         if name and policy == "require":
             labels[CPU_FEATURE_PREFIX + name] = f"CPU feature '{name}'"
     pod_selector: dict[str, str] = {}
@@ -142,7 +142,7 @@ def build_context(
     affinity = a.get(vmi, AFFINITY_PATH, dict, ctx)
     terms = None
     if affinity is not None:
-        terms = [t for _, t in a.dicts(affinity, "nodeSelectorTerms", ctx)]
+        terms = [t for _, t in a.dicts(affinity, "nodeSelectorTerms", ctx, AFFINITY_PATH)]
     added: dict[str, str] = {}
     if vmim is not None:
         added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration"))

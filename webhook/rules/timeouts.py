@@ -42,18 +42,20 @@ def block_migration_bytes(vmi: dict) -> int:
         return 0
     total = 0
     for i, vs in a.dicts(vmi, "status.volumeStatus", ctx):
-        info = a.get(vs, "persistentVolumeClaimInfo", dict, ctx)
+        base = f"status.volumeStatus[{i}]"
+        info = a.get(vs, "persistentVolumeClaimInfo", dict, ctx, None, base)
         if info is None:
             continue
-        modes = a.get(info, "accessModes", list, ctx, [])
+        base += ".persistentVolumeClaimInfo"
+        modes = a.get(info, "accessModes", list, ctx, [], base)
         if "ReadWriteMany" in modes:
             continue
-        storage = a.get(info, "capacity.storage", object, ctx)
+        storage = a.get(info, "capacity.storage", object, ctx, None, base)
         if storage is not None:
             field = f"status.volumeStatus[{i}].persistentVolumeClaimInfo.capacity.storage"
             total += a.mem(storage, ctx, field)
     for i, vol in a.dicts(vmi, "spec.volumes", ctx):
-        cap = a.get(vol, "emptyDisk.capacity", object, ctx)
+        cap = a.get(vol, "emptyDisk.capacity", object, ctx, None, f"spec.volumes[{i}]")
         if cap is not None:
             total += a.mem(cap, ctx, f"spec.volumes[{i}].emptyDisk.capacity")
     return total

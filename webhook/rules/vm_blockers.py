@@ -23,13 +23,13 @@ def management_network_bridge(vmi: dict) -> list[Problem]:
     if ALLOW_POD_BRIDGE in a.str_map(vmi, "metadata.annotations", ctx):
         return []
     pod_networks = {
-        a.get(net, "name", str, ctx, "")
-        for _, net in a.dicts(vmi, "spec.networks", ctx)
+        a.get(net, "name", str, ctx, "", f"spec.networks[{i}]")
+        for i, net in a.dicts(vmi, "spec.networks", ctx)
         if "pod" in net
     }
     out = []
     for i, iface in a.dicts(vmi, "spec.domain.devices.interfaces", ctx):
-        name = a.get(iface, "name", str, ctx, "")
+        name = a.get(iface, "name", str, ctx, "", f"spec.domain.devices.interfaces[{i}]")
         if name in pod_networks and "bridge" in iface:
             out.append(
                 Problem(
@@ -62,10 +62,10 @@ def _volume_source(volume: dict) -> str:
 
 def cdrom_volumes(vmi: dict) -> list[Problem]:
     ctx = vmi_ctx(vmi)
-    volumes = {a.get(v, "name", str, ctx, ""): v for _, v in _volumes(vmi)}
+    volumes = {a.get(v, "name", str, ctx, "", f"spec.volumes[{i}]"): v for i, v in _volumes(vmi)}
     out = []
     for i, disk in a.dicts(vmi, "spec.domain.devices.disks", ctx):
-        name = a.get(disk, "name", str, ctx, "")
+        name = a.get(disk, "name", str, ctx, "", f"spec.domain.devices.disks[{i}]")
         if "cdrom" in disk and name in volumes:
             out.append(
                 Problem(
@@ -83,7 +83,7 @@ def container_disk_volumes(vmi: dict) -> list[Problem]:
     out = []
     for i, volume in _volumes(vmi):
         if "containerDisk" in volume:
-            name = a.get(volume, "name", str, ctx, "")
+            name = a.get(volume, "name", str, ctx, "", f"spec.volumes[{i}]")
             out.append(
                 Problem(
                     "ContainerDiskVolume",
@@ -100,8 +100,9 @@ def pci_devices(vmi: dict) -> list[Problem]:
     out = []
     for field, what in (("hostDevices", "host device"), ("gpus", "GPU")):
         for i, dev in a.dicts(vmi, f"spec.domain.devices.{field}", ctx):
-            name = a.get(dev, "name", str, ctx, "")
-            device = a.get(dev, "deviceName", str, ctx, "")
+            base = f"spec.domain.devices.{field}[{i}]"
+            name = a.get(dev, "name", str, ctx, "", base)
+            device = a.get(dev, "deviceName", str, ctx, "", base)
             out.append(
                 Problem(
                     "PCIDevicePassthrough",
@@ -185,8 +186,8 @@ def not_live_migratable(vmi: dict) -> list[Problem]:
     out = []
     for i, cond in a.dicts(vmi, "status.conditions", ctx):
         if cond.get("type") == "LiveMigratable" and cond.get("status") == "False":
-            reason = a.get(cond, "reason", str, ctx, "")
-            message = a.get(cond, "message", str, ctx, "")
+            reason = a.get(cond, "reason", str, ctx, "", f"status.conditions[{i}]")
+            message = a.get(cond, "message", str, ctx, "", f"status.conditions[{i}]")
             detail = ": ".join(x for x in (reason, message) if x) or "no reason given"
             out.append(
                 Problem(
