@@ -248,6 +248,8 @@ class _Views:
             )
         except KubeError as exc:
             relayed = exc.causes()
+            if not relayed and "admission webhook" in exc.message:
+                relayed = [{"code": "Denied", "message": exc.message, "field": None}]
             if exc.status in (400, 403, 422) and relayed:
                 raise ApiError(
                     422,

@@ -1,7 +1,7 @@
 """The extension's few raw calls to the Kubernetes API, as JSON in and JSON out.
 
 Custom resources and review objects are plain dicts everywhere else in migration-guard, so this
-wraps `ApiClient.call_api` instead of the generated model classes. Errors come back as `KubeError`
+uses `ApiClient.param_serialize` and `call_api` instead of the generated model classes. Errors come back as `KubeError`
 carrying the HTTP status and the API server's `Status` object, so callers can relay an admission
 webhook's causes or tell "not found" from "forbidden".
 """
@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -57,23 +56,28 @@ class Kube:
         body: dict | None = None,
         query: list[tuple[str, str]] | None = None,
     ) -> dict:
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         try:
-            response = self.api_client.call_api(
-                path,
+            verb, url, headers, payload, _ = self.api_client.param_serialize(
                 method,
+                path,
                 query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self.timeout,
             )
-        except ApiException as exc:
-            raise _error_from(exc) from None
+            response = self.api_client.call_api(
+                verb, url, header_params=headers, body=payload, _request_timeout=self.timeout
+            )
+            data = response.read()
         except Exception as exc:  # connection refused, TLS, timeout: the API is unreachable
-            raise KubeError(0, f"Kubernetes API unreachable: {exc}") from None
-        data = response[0].data if isinstance(response, tuple) else response.data
-        return json.loads(data) if data else {}
+            raise KubeError(0, f"Kubernetes API unreachable: {type(exc).__name__}: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise _error_from(response.status, response.reason, data)
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            raise KubeError(502, f"{method} {path}: the API answered with invalid JSON") from None
 
     def get(self, path: str, query: list[tuple[str, str]] | None = None) -> dict:
         return self.request("GET", path, query=query)
@@ -93,17 +97,17 @@ class Kube:
         return self.request("DELETE", path, body=body)
 
 
-def _error_from(exc: ApiException) -> KubeError:
+def _error_from(status: int, reason: str | None, data: bytes | None) -> KubeError:
     body: Any = None
     try:
-        body = json.loads(exc.body) if exc.body else None
-    except (TypeError, ValueError):
+        body = json.loads(data) if data else None
+    except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         message = body["message"]
     else:
-        message = f"{exc.status} {exc.reason}".strip()
-    return KubeError(int(exc.status or 0), message, body if isinstance(body, dict) else None)
+        message = f"{status} {reason or ''}".strip()
+    return KubeError(int(status or 0), message, body if isinstance(body, dict) else None)
 
 
 def kubevirt_path(namespace: str, plural: str, name: str | None = None) -> str:
