@@ -86,8 +86,12 @@ def state_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_state(path: str | Path) -> ClusterState:
-    """ClusterState from a file or folder; InputError names the file (and document) at fault."""
+def load_state(path: str | Path, origins: dict[str, str] | None = None) -> ClusterState:
+    """ClusterState from a file or folder; InputError names the file (and document) at fault.
+
+    `origins`, when given, receives "Kind ns/name" -> where it was read, so errors found later
+    by the rules can name the file too.
+    """
     state = ClusterState()
     for file in state_files(Path(path)):
         for where, obj in _documents(file):
@@ -95,7 +99,21 @@ def load_state(path: str | Path) -> ClusterState:
                 state.apply(obj)
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from None
+            if origins is not None and isinstance(obj.get("kind"), str):
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace") or ("" if obj["kind"] == "Node" else "default")
+                origins[
+                    a.describe({"kind": obj["kind"], "metadata": {**meta, "namespace": ns}})
+                ] = where
     return state
+
+
+def _with_origin(exc: InputError, origins: dict[str, str], source: str) -> str:
+    """The error prefixed with the file of the object it names (else the --state path)."""
+    text = str(exc)
+    names = [n for n in origins if text.startswith(n + ":")]
+    where = origins[max(names, key=len)] if names else source
+    return text if text.startswith(where) else f"{where}: {text}"
 
 
 def load_live_state(kubeconfig: str) -> ClusterState:
@@ -190,10 +208,11 @@ def _positive(text: str) -> int:
 
 
 def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    origins: dict[str, str] = {}
+    source = args.state or args.kubeconfig
     try:
         ns, name = _parse_vm(args.vm)
-        source = args.state or args.kubeconfig
-        state = load_state(args.state) if args.state else load_live_state(args.kubeconfig)
+        state = load_state(args.state, origins) if args.state else load_live_state(args.kubeconfig)
         if state.vmi(ns, name) is None and state.vm(ns, name) is None:
             raise InputError(f"{source}: VM {ns}/{name} is not in the state")
         if state.count("Node") == 0:
@@ -208,9 +227,9 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             try:
                 compute_timeouts(vmi, settings, state.vm(ns, name), strict=True)
             except InputError as exc:
-                err.write(f"warning: {exc}; the default applies\n")
+                err.write(f"warning: {_with_origin(exc, origins, source)}; the default applies\n")
     except InputError as exc:
-        err.write(f"error: {exc}\n")
+        err.write(f"error: {_with_origin(exc, origins, source)}\n")
         return 2
     if args.output == "json":
         out.write(json.dumps(report.to_dict(), indent=2) + "\n")

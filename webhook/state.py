@@ -55,13 +55,16 @@ def slim(obj: dict) -> dict:
     if kind == NODE:
         meta.pop("namespace", None)
     meta.pop("managedFields", None)
+    ctx = a.describe({**obj, "metadata": meta})
+    a.str_map(meta, "labels", ctx, "metadata")
+    a.str_map(meta, "annotations", ctx, "metadata")
     annotations = meta.get("annotations")
     if isinstance(annotations, dict) and any(k in annotations for k in _DROPPED_ANNOTATIONS):
         meta["annotations"] = {
             k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
         }
     if kind == POD:
-        return _slim_pod(obj, meta, a.describe({**obj, "metadata": meta}))
+        return _slim_pod(obj, meta, ctx)
     out = dict(obj)
     out["metadata"] = meta
     return out

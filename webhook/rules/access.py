@@ -61,12 +61,13 @@ def dicts(obj: Any, path: str, ctx: str, base: str = "") -> list[tuple[int, dict
     return [(i, check(item, dict, ctx, f"{where}[{i}]")) for i, item in enumerate(items)]
 
 
-def str_map(obj: Any, path: str, ctx: str) -> dict[str, str]:
+def str_map(obj: Any, path: str, ctx: str, base: str = "") -> dict[str, str]:
     """A map of strings such as labels, annotations or a nodeSelector."""
-    value = get(obj, path, dict, ctx, {})
+    value = get(obj, path, dict, ctx, {}, base)
+    where = f"{base}.{path}" if base else path
     for key, item in value.items():
-        check(key, str, ctx, path + " key")
-        check(item, str, ctx, f"{path}[{key!r}]")
+        check(key, str, ctx, where + " key")
+        check(item, str, ctx, f"{where}[{key!r}]")
     return value
 
 

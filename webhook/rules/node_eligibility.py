@@ -219,11 +219,13 @@ def evaluate_node(node: dict, c: NodeContext) -> NodeVerdict:
         reasons.append(Problem("WitnessNode", f"node '{name}' is a witness node and runs no VMs"))
 
     if labels.get(SCHEDULABLE_LABEL) != "true":
+        value = labels.get(SCHEDULABLE_LABEL)
+        state = "missing" if value is None else f"{value!r}"
         reasons.append(
             Problem(
                 "NotSchedulable",
                 f"node '{name}' is not schedulable for VMs (label {SCHEDULABLE_LABEL} is "
-                f"{labels.get(SCHEDULABLE_LABEL, 'missing')!r}; virt-handler sets it when healthy)",
+                f"{state}; virt-handler sets it to 'true' when healthy)",
             )
         )
 

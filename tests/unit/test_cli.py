@@ -1,0 +1,264 @@
+"""`migration-guard check` on the example cluster in examples/, and its input errors."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook import cli
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "cluster"
+
+
+def run(capsys, *args):
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_json(capsys, vm, *extra):
+    code, out, err = run(
+        capsys, "check", "--state", str(EXAMPLES), "--vm", vm, "--output", "json", *extra
+    )
+    return code, json.loads(out), err
+
+
+def test_clean_vm_is_allowed(capsys):
+    code, report, _ = check_json(capsys, "default/clean-vm")
+    assert code == 0
+    assert report["allowed"] is True and report["blockers"] == []
+    assert report["sourceNode"] == "harvester-node-0"
+    assert report["eligibleNodes"] == ["harvester-node-1"]
+    assert [n["name"] for n in report["nodes"]] == [f"harvester-node-{i}" for i in range(4)]
+    assert report["timeouts"]["completionTimeoutSeconds"] == 6400
+
+
+@pytest.mark.parametrize(
+    ("vm", "code"),
+    [
+        ("bridge-vm", "ManagementNetworkBridge"),
+        ("cdrom-vm", "CDROMVolume"),
+        ("containerdisk-vm", "ContainerDiskVolume"),
+        ("gpu-vm", "PCIDevicePassthrough"),
+        ("pinned-vm", "NodePinned"),
+        ("stopped-vm", "VMINotRunning"),
+        ("migrating-vm", "MigrationInProgress"),
+        ("rwo-vm", "NotLiveMigratable"),
+        ("lost-network-vm", "NetworkUnavailable"),
+    ],
+)
+def test_each_example_vm_is_denied_for_its_blocker(capsys, vm, code):
+    exit_code, report, _ = check_json(capsys, f"default/{vm}")
+    assert exit_code == 1 and report["allowed"] is False
+    assert [b["code"] for b in report["blockers"]] == [code]
+
+
+def test_every_node_reason_of_the_example_nodes(capsys):
+    _, report, _ = check_json(capsys, "default/big-vm")
+    reasons = {n["name"]: [r["code"] for r in n["reasons"]] for n in report["nodes"]}
+    assert reasons == {
+        "harvester-node-0": ["SourceNode"],
+        "harvester-node-1": ["InsufficientResources"],
+        "harvester-node-2": [
+            "NodeCordoned",
+            "NodeInMaintenance",
+            "NetworkUnavailable",
+            "CPUModelUnsupported",
+        ],
+        "harvester-node-3": [
+            "WitnessNode",
+            "NotSchedulable",
+            "TaintNotTolerated",
+            "NetworkUnavailable",
+            "CPUModelUnsupported",
+            "InsufficientResources",
+        ],
+    }
+    assert [p["code"] for p in report["problems"]] == ["NoEligibleTarget"]
+
+
+def test_target_checks_one_node(capsys):
+    code, report, _ = check_json(capsys, "default/clean-vm", "--target", "harvester-node-2")
+    assert code == 1 and [n["name"] for n in report["nodes"]] == ["harvester-node-2"]
+    assert [p["code"] for p in report["problems"]] == ["TargetNotEligible"]
+    code, report, _ = check_json(capsys, "default/clean-vm", "--target", "harvester-node-1")
+    assert code == 0
+    code, report, _ = check_json(capsys, "default/clean-vm", "--target", "node-x")
+    assert code == 1 and [p["code"] for p in report["problems"]] == ["TargetNotFound"]
+
+
+def test_text_output_lists_blockers_then_nodes(capsys):
+    code, out, _ = run(capsys, "check", "--state", str(EXAMPLES), "--vm", "default/cdrom-vm")
+    assert code == 1
+    assert out.index("CDROMVolume") < out.index("NODE") < out.index("harvester-node-3")
+    assert "Result:  DENIED" in out
+    assert re.search(r"harvester-node-1\s+yes", out)
+    assert "completion timeout 6400 s" in out
+
+
+def test_readme_snippet_is_real_output(capsys):
+    readme = (REPO / "examples" / "README.md").read_text()
+    block = re.search(
+        r"```console\n\$ migration-guard (check [^\n]*)\n(.*?)\$ echo \$\?\n(\d)\n```", readme, re.S
+    )
+    assert block, "README snippet not found"
+    args = block.group(1).split()
+    args[args.index("--state") + 1] = str(EXAMPLES)
+    code, out, _ = run(capsys, *args)
+    assert out == block.group(2)
+    assert code == int(block.group(3))
+
+
+def test_single_files_lists_and_json(tmp_path, capsys):
+    state = tmp_path / "state.yaml"
+    docs = [
+        (EXAMPLES / f).read_text() for f in ("nodes.yaml", "networks.yaml", "vms.yaml", "pods.yaml")
+    ]
+    state.write_text("\n---\n".join(docs))
+    code, _, _ = run(capsys, "check", "--state", str(state), "--vm", "default/clean-vm")
+    assert code == 0
+    as_json = tmp_path / "nodes.json"
+    import yaml
+
+    as_json.write_text(json.dumps(yaml.safe_load((EXAMPLES / "nodes.yaml").read_text())))
+    code, _, err = run(capsys, "check", "--state", str(as_json), "--vm", "default/clean-vm")
+    assert code == 2 and "VM default/clean-vm is not in the state" in err
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("files", "vm", "message"),
+    [
+        ({}, "default/vm", "no such file or folder"),
+        ({"bad.yaml": "kind: Node\n  metadata: [\n"}, "default/vm", "bad.yaml: invalid YAML"),
+        ({"bad.json": "{nope"}, "default/vm", "bad.json: invalid JSON"),
+        ({"list.yaml": "- a\n- b\n"}, "default/vm", "list.yaml: expected a Kubernetes object"),
+        (
+            {"n.yaml": "kind: Node\nmetadata: {name: n1}\n"},
+            "default/vm",
+            "VM default/vm is not in the state",
+        ),
+        (
+            {"v.yaml": "kind: VirtualMachine\nmetadata: {name: vm, namespace: default}\n"},
+            "default/vm",
+            "the state has no nodes",
+        ),
+        (
+            {
+                "n.yaml": "kind: Node\nmetadata: {name: n1, labels: {kubevirt.io/schedulable: true}}\n"
+            },
+            "default/vm",
+            "n.yaml: Node n1: metadata.labels['kubevirt.io/schedulable'] must be a string",
+        ),
+        (
+            {
+                "m.yaml": "---\nkind: Node\nmetadata: {name: n1}\n---\nkind: Pod\nmetadata: {name: p}\n"
+                "spec: {containers: [{resources: {requests: {memory: 2 GB}}}]}\n"
+            },
+            "default/vm",
+            "m.yaml (document 2): Pod default/p: spec.containers[0].resources.requests"
+            ".memory: invalid quantity '2 GB'",
+        ),
+        ({"n.yaml": "kind: Node\nmetadata: {name: n1}\n"}, "vm-without-namespace", "--vm"),
+    ],
+)
+def test_input_errors_exit_2_with_one_line(tmp_path, capsys, files, vm, message):
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    path = tmp_path / next(iter(files)) if files else tmp_path / "missing.yaml"
+    code, out, err = run(capsys, "check", "--state", str(path), "--vm", vm)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    if files:
+        assert str(path) in err or message.startswith("--vm")
+
+
+def test_errors_found_by_the_rules_name_the_file(tmp_path, capsys):
+    for f in ("nodes.yaml", "networks.yaml", "pods.yaml"):
+        write(tmp_path, f, (EXAMPLES / f).read_text())
+    text = (EXAMPLES / "vms.yaml").read_text().replace("guest: 8Gi", "guest: 8 gigs")
+    write(tmp_path, "vms.yaml", text)
+    code, _, err = run(capsys, "check", "--state", str(tmp_path), "--vm", "default/clean-vm")
+    assert code == 2 and err.count("\n") == 1
+    assert str(tmp_path / "vms.yaml") in err and "(document 2)" in err
+    assert "VirtualMachineInstance default/clean-vm: spec.domain.memory.guest" in err
+
+
+def test_folder_without_state_files(tmp_path, capsys):
+    write(tmp_path, "notes.txt", "hello")
+    code, _, err = run(capsys, "check", "--state", str(tmp_path), "--vm", "default/vm")
+    assert code == 2 and "no .yaml, .yml or .json files" in err
+
+
+def test_malformed_timeout_override_warns(tmp_path, capsys):
+    text = (
+        (EXAMPLES / "vms.yaml")
+        .read_text()
+        .replace(
+            "kubevirt.io/latest-observed-api-version: v1",
+            "kubevirt.io/latest-observed-api-version: v1\n    migration-guard.io/progress-timeout-seconds: soon",
+        )
+    )
+    for f in ("nodes.yaml", "networks.yaml", "pods.yaml"):
+        write(tmp_path, f, (EXAMPLES / f).read_text())
+    write(tmp_path, "vms.yaml", text)
+    code, out, err = run(
+        capsys, "check", "--state", str(tmp_path), "--vm", "default/clean-vm", "--output", "json"
+    )
+    assert code == 0 and json.loads(out)["timeouts"]["progressTimeoutSeconds"] == 150
+    assert "warning:" in err and "progress-timeout-seconds" in err and "'soon'" in err
+
+
+def test_settings_options(capsys):
+    _, report, _ = check_json(
+        capsys,
+        "default/clean-vm",
+        "--completion-timeout-per-gib",
+        "100",
+        "--progress-timeout-seconds",
+        "60",
+    )
+    assert report["timeouts"]["completionTimeoutSeconds"] == 800
+    assert report["timeouts"]["progressTimeoutSeconds"] == 60
+
+
+def test_help_lists_all_four_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("check", "webhook", "extension", "enforcer"):
+        assert re.search(rf"^\s+{command}\b", out, re.M), command
+
+
+def test_server_commands_are_delegated_lazily(tmp_path, monkeypatch):
+    pkg = tmp_path / "fake_serve.py"
+    pkg.write_text("calls = []\ndef main(argv):\n    calls.append(list(argv))\n    return 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.DELEGATES, "webhook", ("fake_serve", "test"))
+    assert cli.main(["webhook", "--port", "8443"]) == 7
+    import fake_serve
+
+    assert fake_serve.calls == [["--port", "8443"]]
+
+
+def test_console_script_end_to_end():
+    exe = Path(sys.executable).parent / "migration-guard"
+    result = subprocess.run(
+        [str(exe), "check", "--state", str(EXAMPLES), "--vm", "default/gpu-vm", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["blockers"][0]["code"] == "PCIDevicePassthrough"
