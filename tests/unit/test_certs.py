@@ -123,3 +123,13 @@ def test_durations_and_settings_from_flags_and_env():
 def test_bad_settings_name_the_flag(argv, needle):
     with pytest.raises(InputError, match=needle):
         parse_settings(argv, {})
+
+
+def test_docs_list_every_setting():
+    from pathlib import Path
+
+    from webhook.settings import settings_help
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhook.md").read_text()
+    for flag, env, _ in settings_help():
+        assert f"`{flag}`" in doc and f"`{env}`" in doc, flag
