@@ -118,33 +118,35 @@ def _with_origin(exc: InputError, origins: dict[str, str], source: str) -> str:
 
 def load_live_state(kubeconfig: str) -> ClusterState:
     """ClusterState listed from the cluster of `kubeconfig` (official Kubernetes client)."""
-    from kubernetes import config
+    from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
     try:
         api = config.new_client_from_config(config_file=kubeconfig)
     except Exception as exc:  # the client raises many types for a bad kubeconfig
-        raise InputError(f"{kubeconfig}: cannot use kubeconfig: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise InputError(f"{kubeconfig}: cannot use kubeconfig: {detail}") from None
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     state = ClusterState()
     with api:
         for kind, group, version, plural in LIVE_KINDS:
-            base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+            if not group:
+                lister = core.list_node if kind == "Node" else core.list_pod_for_all_namespaces
+                call = lister
+                args: tuple = ()
+            else:
+                call = custom.list_cluster_custom_object
+                args = (group, version, plural)
             try:
-                resp = api.call_api(
-                    f"{base}/{plural}",
-                    "GET",
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _return_http_data_only=True,
-                    _request_timeout=30,
-                )
+                resp = call(*args, _preload_content=False, _request_timeout=30)
                 listed = json.loads(resp.data)
             except ApiException as exc:
                 if exc.status == 404 and group:
                     continue  # CRD not installed (e.g. no multus): nothing of that kind
                 raise InputError(f"{kubeconfig}: listing {plural} failed: {exc.reason}") from None
             except Exception as exc:  # connection refused, TLS, timeouts
-                raise InputError(f"{kubeconfig}: cannot reach the cluster: {exc}") from None
+                detail = " ".join(str(exc).split())
+                raise InputError(f"{kubeconfig}: cannot reach the cluster: {detail}") from None
             items = [{**item, "kind": kind} for item in listed.get("items") or []]
             state.replace_all(kind, items)
     return state
