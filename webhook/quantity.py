@@ -12,6 +12,7 @@ compute a number with billions of digits.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -87,11 +88,27 @@ def parse_quantity(value: QuantityLike) -> Fraction:
 
 def cpu_millis(value: QuantityLike) -> int:
     """CPU in millicores, rounded up ("100m" -> 100, "1.5" -> 1500, "1u" -> 1)."""
+    if type(value) is str:
+        return _cpu_millis_str(value)
     return math.ceil(parse_quantity(value) * 1000)
 
 
 def memory_bytes(value: QuantityLike) -> int:
     """Memory in bytes, rounded up ("1Gi" -> 1073741824, "1.5k" -> 1500)."""
+    if type(value) is str:
+        return _memory_bytes_str(value)
+    return math.ceil(parse_quantity(value))
+
+
+# Rules read the same few strings ("16", "64Gi") on every node of every request; exact Fraction
+# parsing costs ~20 us each, so parsed strings are remembered (errors are raised, never cached).
+@functools.lru_cache(maxsize=4096)
+def _cpu_millis_str(value: str) -> int:
+    return math.ceil(parse_quantity(value) * 1000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _memory_bytes_str(value: str) -> int:
     return math.ceil(parse_quantity(value))
 
 
