@@ -16,7 +16,6 @@ import functools
 import math
 import re
 from fractions import Fraction
-from functools import lru_cache
 
 _NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 _EXPONENT = re.compile(r"[eE]([+-]?[0-9]+)")
@@ -61,12 +60,6 @@ def parse_quantity(value: QuantityLike) -> Fraction:
         raise InvalidQuantity(
             f"invalid quantity {value!r}: expected a string or number, got {type(value).__name__}"
         )
-    return _parse_string(value)
-
-
-@lru_cache(maxsize=8192)
-def _parse_string(value: str) -> Fraction:
-    """Parsing is pure and clusters repeat the same few strings ("16", "64Gi"): cache it."""
     match = _NUMBER.match(value)
     assert match is not None  # every part of the pattern is optional
     sign, whole, frac = match.group(1), match.group(2), match.group(3) or ""
