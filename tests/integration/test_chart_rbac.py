@@ -1,0 +1,404 @@
+"""The chart's RBAC is exactly what the code calls: recorded from the real servers, not guessed.
+
+Why this way: the code reaches the API through typed clients, `CustomObjectsApi` list functions,
+raw `call_api` paths and informers; scanning the source for all of them would miss the next new
+style. Instead the real `migration-guard webhook` (with the extension) and `migration-guard
+enforcer` run here *as the chart's ServiceAccount* (a token from the TokenRequest API, bound by the
+chart's own ClusterRole and Role) while every code path that talks to Kubernetes is exercised:
+start-up (certificate Secret, caBundle), the caches, a VMI read on a cache miss, the extension's
+TokenReview/SubjectAccessReview, lookup, migrate, status and abort, the enforcer's Lease, and an
+abort (Events, VM annotation, delete), and a certificate renewal. With `--log-level debug`, urllib3
+logs each request line ("GET /api/v1/nodes?watch=True ... 200"); those lines are turned into
+Kubernetes request attributes (group, resource, verb, namespace, name) the way the API server does.
+Then: every request was allowed (no 403, and a chart rule covers it), and every verb of every rule
+was used by some request (nothing granted that the code does not call).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import yaml
+
+from tests import webhook_objects as o
+from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.simulator import KubeVirtSimulator, Scenario, create_vm
+from tests.integration.chart_support import render
+
+pytestmark = pytest.mark.controlplane
+
+REPO = Path(__file__).resolve().parents[2]
+MG = str(REPO / ".venv" / "bin" / "migration-guard")
+REQUEST_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+@dataclass(frozen=True)
+class Request:
+    """Kubernetes request attributes, as the API server's RequestInfo resolves them."""
+
+    verb: str
+    group: str
+    resource: str  # "pods" or "pods/status"
+    namespace: str
+    name: str
+    status: int
+
+
+def request_info(method: str, target: str, status: int) -> Request:
+    url = urlsplit(target)
+    parts = [p for p in url.path.split("/") if p]
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        group, rest = parts[1], parts[3:]
+    namespace = ""
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) != 2:
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else ""
+    if len(rest) > 2:
+        resource = f"{resource}/{rest[2]}"
+    query = parse_qs(url.query)
+    watch = query.get("watch", ["false"])[0].lower() in ("true", "1")
+    verb = {
+        "GET": "watch" if watch else ("get" if name else "list"),
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if name else "deletecollection",
+    }[method]
+    return Request(verb, group, resource, namespace, name, status)
+
+
+def recorded_requests(*logs: Path) -> list[Request]:
+    out = []
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            if "urllib3.connectionpool" not in line:
+                continue
+            match = REQUEST_LINE.search(line)
+            if match:
+                out.append(request_info(match[1], match[2], int(match[3])))
+    return out
+
+
+def rule_allows(rule: dict, req: Request) -> bool:
+    return (
+        req.group in rule["apiGroups"]
+        and req.resource in rule["resources"]
+        and req.verb in rule["verbs"]
+        and (not rule.get("resourceNames") or req.name in rule["resourceNames"])
+    )
+
+
+def allowed(rbac: dict[str, list[dict]], release_ns: str, req: Request) -> bool:
+    if any(rule_allows(r, req) for r in rbac["ClusterRole"]):
+        return True
+    return req.namespace == release_ns and any(rule_allows(r, req) for r in rbac["Role"])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def kubectl_ok(plane: ControlPlane, *args: str, input: str | None = None) -> str:
+    result = plane.kubectl(*args, input=input)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def make_node(plane: ControlPlane, name: str) -> None:
+    obj = o.node(name)
+    status = obj.pop("status")
+    kubectl_ok(plane, "create", "-f", "-", input=json.dumps(obj))
+    kubectl_ok(
+        plane, "patch", "node", name, "--subresource=status", "--type=merge", "-p",
+        json.dumps({"status": status}),
+    )  # fmt: skip
+    plane.kubectl("taint", "node", name, "node.kubernetes.io/not-ready-")
+
+
+def sa_kubeconfig(plane: ControlPlane, namespace: str, sa: str, path: Path) -> Path:
+    token = kubectl_ok(plane, "create", "token", sa, "-n", namespace, "--duration=1h").strip()
+    config = yaml.safe_load(plane.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class Recorded:
+    requests: list[Request]
+    rbac: dict[str, list[dict]]
+    release_ns: str
+    webhook_log: Path
+    enforcer_log: Path
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], log: Path) -> Iterator[subprocess.Popen]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def recorded(controlplane: ControlPlane, tmp_path_factory) -> Recorded:
+    tag = uuid.uuid4().hex[:6]
+    work = tmp_path_factory.mktemp("rbac")
+    release, release_ns, vm_ns = f"mgr-{tag}", f"mg-rbac-{tag}", f"vms-rbac-{tag}"
+    n1, n2 = f"rbac-{tag}-1", f"rbac-{tag}-2"
+    for ns in (release_ns, vm_ns):
+        kubectl_ok(controlplane, "create", "namespace", ns)
+    kubectl_ok(controlplane, "label", "namespace", vm_ns, f"rbac-test={tag}")
+
+    # The chart's ServiceAccount and RBAC, applied as rendered (its webhook configuration is not:
+    # it would send every test's migrations to a Service with no pods).
+    objs = render(controlplane, f"fullnameOverride={release}", namespace=release_ns)
+    rbac_objs = [x for x in objs if x["kind"] in RBAC_KINDS]
+    kubectl_ok(
+        controlplane, "apply", "-f", "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac_objs}),
+    )  # fmt: skip
+    rbac = {
+        k: [r for x in rbac_objs if x["kind"] == k for r in x["rules"]]
+        for k in ("ClusterRole", "Role")
+    }
+    kubeconfig = sa_kubeconfig(controlplane, release_ns, release, work / "sa-kubeconfig")
+
+    port, enforcer_port = free_port(), free_port()
+    vwc = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": release},
+        "webhooks": [
+            {
+                "name": "vmim.migration-guard.io",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
+                "rules": [
+                    {
+                        "apiGroups": ["kubevirt.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["virtualmachineinstancemigrations"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"rbac-test": tag}},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+    kubectl_ok(controlplane, "create", "-f", "-", input=json.dumps(vwc))
+
+    admin = controlplane.api_client()
+    make_node(controlplane, n1)
+    make_node(controlplane, n2)
+    for name in ("moves", "stalls", "aborted"):
+        create_vm(admin, vm_ns, name, memory="1Gi", node=n1)
+    sim = KubeVirtSimulator(admin).start()
+    sim.set_scenario(vm_ns, "moves", Scenario.succeed(0.5))
+    sim.set_scenario(vm_ns, "stalls", Scenario.stall(after=0.5))
+    sim.set_scenario(vm_ns, "aborted", Scenario.stall(after=0.5))
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "alice-edit", "namespace": vm_ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "vm-migrator", "namespace": vm_ns},
+        "rules": [
+            {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines"], "verbs": ["get"]},
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachineinstancemigrations"],
+                "verbs": ["create", "delete"],
+            },
+        ],
+    }
+    grant["roleRef"] = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "vm-migrator",
+    }
+    kubectl_ok(
+        controlplane, "apply", "-f", "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, grant]}),
+    )  # fmt: skip
+
+    webhook_log, enforcer_log = work / "webhook.log", work / "enforcer.log"
+    webhook_args = [
+        MG, "webhook", "--kubeconfig", str(kubeconfig), "--bind", f"127.0.0.1:{port}",
+        "--namespace", release_ns, "--service-name", release, "--webhook-config-name", release,
+        "--cert-secret-name", f"{release}-tls", "--cert-hosts", "127.0.0.1",
+        "--cert-dir", str(work / "certs"), "--log-level", "debug",
+        # short-lived serving certs so a renewal (Secret update) happens during the test
+        "--cert-validity", "30s", "--cert-renew-before", "26s", "--cert-check-interval", "1s",
+        "--ca-validity", "1h",
+    ]  # fmt: skip
+    enforcer_args = [
+        MG, "enforcer", "--kubeconfig", str(kubeconfig), "--bind", f"127.0.0.1:{enforcer_port}",
+        "--lease-namespace", release_ns, "--lease-name", f"{release}-enforcer",
+        "--check-interval", "0.5s", "--progress-timeout", "3",
+        "--virt-handler-urls", sim.metrics_url, "--log-level", "debug",
+    ]  # fmt: skip
+    try:
+        with spawn(webhook_args, webhook_log) as webhook, spawn(enforcer_args, enforcer_log):
+            ca_file = work / "ca.crt"
+
+            def ready() -> bool:
+                assert webhook.poll() is None, webhook_log.read_text()
+                hook = json.loads(kubectl_ok(controlplane, "get", "validatingwebhookconfiguration", release, "-o", "json"))
+                bundle = hook["webhooks"][0]["clientConfig"].get("caBundle")
+                if not bundle:
+                    return False
+                ca_file.write_bytes(base64.b64decode(bundle))
+                try:
+                    return requests.get(
+                        f"https://127.0.0.1:{port}/readyz", verify=str(ca_file), timeout=2
+                    ).ok
+                except requests.RequestException:
+                    return False
+
+            wait_for(ready, 60, "the webhook (running as the chart's ServiceAccount) to be ready")
+            ext = f"https://127.0.0.1:{port}/v1"
+            alice = {"Authorization": f"Bearer {controlplane.token('alice')}"}
+
+            def call(method: str, path: str, **kw) -> requests.Response:
+                return requests.request(
+                    method, ext + path, headers=alice, verify=str(ca_file), timeout=20, **kw
+                )
+
+            # webhook: a VMI the cache has never seen is read once from the API, then denied
+            missing = o.vmim(vm_ns, "mig-missing", "no-such-vmi", n2)
+            denied = controlplane.kubectl("create", "-f", "-", input=json.dumps(missing))
+            assert "VMINotRunning" in denied.stderr, denied.stderr
+            action = f"/harvester/kubevirt.io.virtualmachines/{vm_ns}"
+            found = call("POST", f"{action}/moves?action=findMigratableNodes")
+            assert found.status_code == 200 and n2 in found.json()["nodes"], found.text
+            assert call("GET", f"/namespaces/{vm_ns}/virtualmachines/moves/migration-targets").ok
+            for vm in ("moves", "stalls", "aborted"):
+                started = call("POST", f"{action}/{vm}?action=migrate", json={"nodeName": n2})
+                assert started.status_code in (200, 201, 204), started.text
+            wait_for(
+                lambda: "Running" in kubectl_ok(controlplane, "get", "vmim", "-n", vm_ns, "-o", "yaml"),
+                30, "a migration to run",
+            )  # fmt: skip
+            time.sleep(1.0)
+            aborted = call("POST", f"{action}/aborted?action=abortMigration")
+            assert aborted.status_code in (200, 202, 204), aborted.text
+            assert call("GET", f"/namespaces/{vm_ns}/virtualmachines/moves/migration").ok
+
+            def enforcer_aborted() -> bool:
+                vm = json.loads(
+                    kubectl_ok(controlplane, "get", "vm", "stalls", "-n", vm_ns, "-o", "json")
+                )
+                return "migration-guard.io/abort" in (vm["metadata"].get("annotations") or {})
+
+            wait_for(enforcer_aborted, 60, "the enforcer to abort the stalled migration")
+            wait_for(
+                lambda: re.search(r'"PUT /api/v1/namespaces/\S+/secrets/', webhook_log.read_text()),
+                30, "a certificate renewal (Secret update)",
+            )  # fmt: skip
+            time.sleep(1.0)
+    finally:
+        sim.stop()
+        controlplane.kubectl("delete", "validatingwebhookconfiguration", release, "--ignore-not-found")
+        for node in (n1, n2):
+            controlplane.kubectl("delete", "node", node, "--wait=false")
+    return Recorded(
+        recorded_requests(webhook_log, enforcer_log), rbac, release_ns, webhook_log, enforcer_log
+    )
+
+
+def test_the_servers_made_every_kind_of_call(recorded: Recorded):
+    """The exercise reached each code path that talks to Kubernetes (else the next tests prove little)."""
+    seen = {(r.verb, r.resource) for r in recorded.requests}
+    for expected in [
+        ("watch", "nodes"),
+        ("get", "virtualmachineinstances"),
+        ("create", "tokenreviews"),
+        ("create", "subjectaccessreviews"),
+        ("create", "virtualmachineinstancemigrations"),
+        ("delete", "virtualmachineinstancemigrations"),
+        ("create", "leases"),
+        ("patch", "virtualmachines"),
+        ("create", "events"),
+        ("update", "secrets"),
+        ("update", "validatingwebhookconfigurations"),
+    ]:
+        assert expected in seen, f"{expected} not recorded; seen {sorted(seen)}"
+
+
+def test_every_call_was_allowed_by_the_chart_rbac(recorded: Recorded):
+    forbidden = [r for r in recorded.requests if r.status in (401, 403)]
+    assert not forbidden, f"denied to the chart's ServiceAccount: {forbidden}"
+    uncovered = [r for r in recorded.requests if not allowed(recorded.rbac, recorded.release_ns, r)]
+    assert not uncovered, f"calls no chart rule grants: {uncovered}"
+
+
+def test_every_granted_verb_is_used_by_the_code(recorded: Recorded):
+    unused = []
+    for kind, rules in recorded.rbac.items():
+        for rule in rules:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        names = rule.get("resourceNames") or [None]
+                        for name in names:
+                            used = any(
+                                r.group == group and r.resource == resource and r.verb == verb
+                                and (name is None or r.name == name)
+                                and (kind == "ClusterRole" or r.namespace == recorded.release_ns)
+                                for r in recorded.requests
+                            )  # fmt: skip
+                            if not used:
+                                unused.append((kind, group, resource, verb, name))
+    assert not unused, f"granted but never called: {unused}"
+
+
+def test_namespaced_rights_stay_in_the_release_namespace(recorded: Recorded):
+    cluster = {r for rule in recorded.rbac["ClusterRole"] for r in rule["resources"]}
+    assert not cluster & {"leases", "secrets"}
+    for rule in recorded.rbac["Role"]:
+        if set(rule["verbs"]) - {"create"}:
+            assert rule.get("resourceNames"), f"Role rule without resourceNames: {rule}"
