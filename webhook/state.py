@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.capacity import is_terminated, pod_requests
+from webhook.rules.node_eligibility import NodeFacts, read_node
 
 NODE = "Node"
 VMI = "VirtualMachineInstance"
@@ -118,6 +119,7 @@ class ClusterState:
         self._launchers: dict[Key, dict[str, dict]] = {}
         self._pod_info: dict[Key, tuple[Key | None, str | None, int, int]] = {}
         self._requested: dict[str, list[int]] = {}
+        self._node_facts: dict[str, NodeFacts] = {}
 
     # ---- writes -------------------------------------------------------------------------
     def apply(self, obj: dict) -> None:
@@ -169,8 +171,13 @@ class ClusterState:
                 state.apply(obj)
         return state
 
-    def _prepare(self, obj: dict) -> tuple | None:
-        """What a pod contributes to the indexes, computed before the lock (may raise)."""
+    def _prepare(self, obj: dict) -> tuple | NodeFacts | None:
+        """What a pod or node contributes to the indexes, computed before the lock (may raise)."""
+        if obj["kind"] == NODE:
+            try:
+                return read_node(obj)
+            except InputError:  # evaluating this node raises it, naming the field
+                return None
         if obj["kind"] != POD:
             if obj["kind"] == VMIM:
                 ctx = a.describe(obj)
@@ -187,15 +194,18 @@ class ClusterState:
         cpu, mem = pod_requests(obj)
         return (launcher, node or None, cpu, mem)
 
-    def _put(self, obj: dict, prepared: tuple | None) -> None:
+    def _put(self, obj: dict, prepared: tuple | NodeFacts | None) -> None:
         kind, key = obj["kind"], _key(obj)
         self._drop(kind, key)
         self._objs[kind][key] = obj
-        if kind == VMIM:
+        if kind == NODE:
+            if isinstance(prepared, NodeFacts):
+                self._node_facts[key[1]] = prepared
+        elif kind == VMIM:
             vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
             self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
             self._vmim_vmi[key] = vmi_key
-        elif kind == POD and prepared is not None:
+        elif kind == POD and isinstance(prepared, tuple):
             launcher, node, cpu, mem = prepared
             self._pod_info[key] = prepared
             if launcher is not None:
@@ -208,7 +218,9 @@ class ClusterState:
     def _drop(self, kind: str, key: Key) -> None:
         if self._objs[kind].pop(key, None) is None:
             return
-        if kind == VMIM:
+        if kind == NODE:
+            self._node_facts.pop(key[1], None)
+        elif kind == VMIM:
             vmi_key = self._vmim_vmi.pop(key)
             bucket = self._vmims_by_vmi.get(vmi_key, {})
             bucket.pop(key[1], None)
@@ -239,6 +251,16 @@ class ClusterState:
 
     def node(self, name: str) -> dict | None:
         return self._get(NODE, "", name)
+
+    def nodes_with_facts(self) -> list[tuple[dict, NodeFacts | None]]:
+        """Every node with its `read_node` facts (None for a malformed node: evaluating raises)."""
+        with self._lock:
+            facts = self._node_facts
+            return [(n, facts.get(name)) for (_, name), n in self._objs[NODE].items()]
+
+    def node_facts(self, name: str) -> NodeFacts | None:
+        with self._lock:
+            return self._node_facts.get(name)
 
     def vmi(self, ns: str, name: str) -> dict | None:
         return self._get(VMI, ns, name)

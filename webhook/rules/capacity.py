@@ -75,10 +75,16 @@ def allocatable(node: dict) -> tuple[int | None, int | None]:
 
 
 def capacity_problem(
-    node: dict, node_name: str, requested: tuple[int, int], needed: tuple[int, int]
+    node: dict | tuple[int | None, int | None],
+    node_name: str,
+    requested: tuple[int, int],
+    needed: tuple[int, int],
 ) -> Problem | None:
-    """InsufficientResources when allocatable minus `requested` cannot hold `needed`."""
-    alloc_cpu, alloc_mem = allocatable(node)
+    """InsufficientResources when allocatable minus `requested` cannot hold `needed`.
+
+    `node`: the Node, or its `allocatable(node)` already parsed.
+    """
+    alloc_cpu, alloc_mem = allocatable(node) if isinstance(node, dict) else node
     short: list[str] = []
     if alloc_cpu is not None and needed[0] > alloc_cpu - requested[0]:
         free = alloc_cpu - requested[0]

@@ -60,9 +60,10 @@ def evaluate_migration(
     verdicts: list[NodeVerdict]
     if target is not None:
         node = state.node(target)
-        verdicts = [evaluate_node(node, node_ctx)] if node is not None else []
+        facts = state.node_facts(target)
+        verdicts = [evaluate_node(node, node_ctx, facts)] if node is not None else []
     else:
-        verdicts = [evaluate_node(n, node_ctx) for n in state.nodes()]
+        verdicts = [evaluate_node(n, node_ctx, f) for n, f in state.nodes_with_facts()]
         verdicts.sort(key=lambda v: v.name)
 
     timeouts = compute_timeouts(vmi, settings, state.vm(namespace, vmi_name))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from webhook.rules import access as a
 from webhook.rules import scheduling
-from webhook.rules.capacity import capacity_problem
+from webhook.rules.capacity import allocatable, capacity_problem
 from webhook.rules.model import NodeVerdict, Problem
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -167,19 +167,29 @@ def _taint_text(taint: dict) -> str:
     return f"{taint.get('key')}{'=' + str(value) if value else ''}:{taint.get('effect')}"
 
 
-def evaluate_node(node: dict, c: NodeContext) -> NodeVerdict:
-    """Every reason `node` cannot receive the VM (eligible when there is none)."""
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a node brings to every verdict, read and checked once per node object.
+
+    ClusterState computes it when a node is applied (objects in the state never change), so a
+    lookup over N nodes does not re-validate N label maps and re-parse N allocatables.
+    """
+
+    name: str
+    labels: dict[str, str]
+    taints: tuple[dict, ...]
+    allocatable: tuple[int | None, int | None]
+    fixed: tuple[Problem, ...]  # the reasons that depend on the node alone, in DESIGN order
+
+
+def read_node(node: dict) -> NodeFacts:
+    """The node's facts; raises InputError on malformed fields."""
     ctx = a.describe(node, "Node")
     name = a.name_of(node, ctx)
     labels = a.str_map(node, "metadata.labels", ctx)
     annotations = a.str_map(node, "metadata.annotations", ctx)
-    taints = [t for _, t in a.dicts(node, "spec.taints", ctx)]
+    taints = tuple(t for _, t in a.dicts(node, "spec.taints", ctx))
     reasons: list[Problem] = []
-
-    if c.source_node is not None and name == c.source_node:
-        reasons.append(
-            Problem("SourceNode", f"node '{name}' is where the VM runs now: choose another node")
-        )
 
     ready = None
     for _, cond in a.dicts(node, "status.conditions", ctx):
@@ -228,6 +238,23 @@ def evaluate_node(node: dict, c: NodeContext) -> NodeVerdict:
                 f"{state}; virt-handler sets it to 'true' when healthy)",
             )
         )
+    return NodeFacts(name, labels, taints, allocatable(node), tuple(reasons))
+
+
+def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) -> NodeVerdict:
+    """Every reason `node` cannot receive the VM (eligible when there is none).
+
+    `facts`: `read_node(node)` when the caller has it already (ClusterState.node_facts).
+    """
+    f = facts if facts is not None else read_node(node)
+    name, labels, taints = f.name, f.labels, f.taints
+    reasons: list[Problem] = []
+
+    if c.source_node is not None and name == c.source_node:
+        reasons.append(
+            Problem("SourceNode", f"node '{name}' is where the VM runs now: choose another node")
+        )
+    reasons += f.fixed
 
     for selector, path, what in (
         (c.node_selector, "spec.nodeSelector", "the VM's nodeSelector"),
@@ -301,7 +328,7 @@ def evaluate_node(node: dict, c: NodeContext) -> NodeVerdict:
             )
         )
 
-    problem = capacity_problem(node, name, c.requested(name), c.needed)
+    problem = capacity_problem(f.allocatable, name, c.requested(name), c.needed)
     if problem is not None:
         reasons.append(problem)
     return NodeVerdict(name, tuple(reasons))
