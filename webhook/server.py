@@ -126,6 +126,9 @@ def create_app(
         except ValueError as e:
             metrics.requests.labels("", "", "invalid").inc()
             return _error(400, "BadRequest", f"the body is not JSON: {e}")
+        except RecursionError:
+            metrics.requests.labels("", "", "invalid").inc()
+            return _error(400, "BadRequest", "the body is JSON nested too deeply to read")
         try:
             req = admission.parse_review(body)
         except MalformedReview as e:
