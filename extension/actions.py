@@ -49,6 +49,8 @@ def parse_json_body(raw: bytes) -> dict:
         body = json.loads(raw)
     except UnicodeDecodeError:
         raise BadRequest("request body is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRequest("request body is JSON nested too deeply to read") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
