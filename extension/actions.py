@@ -7,6 +7,7 @@ VMIM created for the UI looks like, what a bad body is) is one small function wi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +40,27 @@ def check_action(action: str | None) -> str:
     if action not in ACTIONS:
         raise BadRequest(f"unknown action {action!r}: use one of " + ", ".join(ACTIONS))
     return action
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_names(namespace: str, name: str) -> None:
+    """BadRequest unless `namespace` and `name` are valid Kubernetes names.
+
+    Why: they become parts of API paths; a name like '..' must never reach another URL.
+    """
+    if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+        raise BadRequest(
+            f"namespace {namespace!r} is not a valid namespace name "
+            "(lowercase letters, digits and '-', at most 63 characters)"
+        )
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise BadRequest(
+            f"name {name!r} is not a valid VirtualMachine name "
+            "(lowercase letters, digits, '-' and '.', at most 253 characters)"
+        )
 
 
 def parse_json_body(raw: bytes) -> dict:

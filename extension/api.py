@@ -184,12 +184,14 @@ class _Views:
 
     def migration_targets(self, namespace: str, name: str) -> Response:
         user = self._user()
+        actions.check_names(namespace, name)
         self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
         self._vm(namespace, name)
         return jsonify(self._evaluate(namespace, name).to_dict())
 
     def migration(self, namespace: str, name: str) -> Response:
         user = self._user()
+        actions.check_names(namespace, name)
         self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
         vm = self._vm(namespace, name, fresh=True)
         kube = self.ctx.kube
@@ -215,6 +217,7 @@ class _Views:
 
     def vm_action(self, namespace: str, name: str) -> Response:
         user = self._user()
+        actions.check_names(namespace, name)
         action = actions.check_action(request.args.get("action"))
         if action == "findMigratableNodes":
             self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
