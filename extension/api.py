@@ -231,7 +231,7 @@ class _Views:
 
     def _migrate(self, user: User, namespace: str, name: str) -> Response:
         if (request.content_length or 0) > MAX_BODY_BYTES:
-            raise actions.BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+            raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         node = actions.migrate_target(actions.parse_json_body(request.get_data()))
         self.ctx.authenticator.authorize(user, namespace, CREATE_VMIMS)
         self._vm(namespace, name)

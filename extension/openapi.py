@@ -260,6 +260,7 @@ _SPEC: dict[str, Any] = {
                     "400": _error("Unknown or missing action, or a malformed JSON body."),
                     **_COMMON_ERRORS,
                     "409": _error("abortMigration: no migration in progress, or a final phase."),
+                    "413": _error("The request body is larger than 64 KiB."),
                     "422": _error("migrate: refused by the rules or the admission webhook."),
                 },
             }
