@@ -7,6 +7,7 @@ a rule. A missing field or JSON null reads as the default.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from webhook.errors import InputError
@@ -28,20 +29,29 @@ def describe(obj: Any, kind: str | None = None) -> str:
     return f"{kind} {ns}/{name}" if isinstance(ns, str) and ns else f"{kind} {name}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _keys(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
 def get(obj: Any, path: str, typ: type, ctx: str, default: Any = None, base: str = "") -> Any:
     """Value at dotted `path`; `base` is where `obj` sits in its object, for messages."""
+    # Every rule reads through here, for every node of every request: messages are built only
+    # on error, and an exact type match skips the general check.
     cur = obj
-    walked: list[str] = [base] if base else []
-    for key in path.split("."):
+    keys = _keys(path)
+    for i, key in enumerate(keys):
         if cur is None:
             return default
         if not isinstance(cur, dict):
+            walked = [base, *keys[:i]] if base else list(keys[:i])
             where = ".".join(walked) or "the object"
             raise InputError(f"{ctx}: {where} must be a map, got {_kind_of(cur)}")
         cur = cur.get(key)
-        walked.append(key)
     if cur is None:
         return default
+    if type(cur) is typ or typ is object:
+        return cur
     return check(cur, typ, ctx, f"{base}.{path}" if base else path)
 
 
