@@ -16,6 +16,7 @@ Rules (DESIGN "Timeout enforcer contract"):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,11 @@ def parse_time(value: object) -> float | None:
     """RFC3339 timestamp as the API writes it -> unix seconds; None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time_str(value)
+
+
+@functools.lru_cache(maxsize=32768)  # read for every running migration at every check
+def _parse_time_str(value: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -111,8 +117,12 @@ def decide(
     now: float,
     settings: TimeoutSettings,
     aborted: Container[str] = (),
+    timeouts: Timeouts | None = None,
 ) -> Decision:
-    """What to do with `vmim` at `now`; `samples` are this process's samples for its VMI."""
+    """What to do with `vmim` at `now`; `samples` are this process's samples for its VMI.
+
+    `timeouts`: `compute_timeouts(vmi, settings, vm)` when the caller already has it.
+    """
     meta = vmim.get("metadata") or {}
     uid = meta.get("uid") or ""
     phase = (vmim.get("status") or {}).get("phase") or ""
@@ -133,10 +143,19 @@ def decide(
     if started_at is None:
         return Decision(PENDING, "migration has no startTimestamp yet")
 
-    timeouts = compute_timeouts(vmi, settings, vm)
+    if timeouts is None:
+        timeouts = compute_timeouts(vmi, settings, vm)
     completion_deadline = started_at + timeouts.completion_timeout_seconds
-    point = progress_point(samples, started_at)
-    latest = max((s for s in samples if s.at >= started_at), key=lambda s: s.at, default=None)
+    # progress_point() and the newest sample in one walk (this runs for every migration, every check)
+    point: Sample | None = None
+    latest: Sample | None = None
+    for sample in samples:
+        if sample.at < started_at:
+            continue
+        if point is None or sample.remaining_bytes < point.remaining_bytes:
+            point = sample
+        if latest is None or sample.at > latest.at:
+            latest = sample
     progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
     remaining = None if latest is None else latest.remaining_bytes
     common = {

@@ -34,6 +34,8 @@ from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.progress import ProgressSource, ProgressUnavailable
 from webhook.enforcer.settings import EnforcerSettings
 from webhook.errors import InputError
+from webhook.rules.model import Timeouts, TimeoutSettings
+from webhook.rules.timeouts import compute_timeouts
 from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
@@ -99,6 +101,9 @@ class Enforcer:
         self.last_result: CheckResult | None = None
         self._unsynced_logged = False
         self._bad: set[str] = set()
+        # uid -> (vmi, vm, settings, timeouts): objects in the state are replaced, never changed,
+        # so the deadlines are recomputed only when the VMI, the VM or the settings change.
+        self._timeouts: dict[str, tuple[dict, dict | None, TimeoutSettings, Timeouts]] = {}
 
     # -- progress ---------------------------------------------------------------------------
     def _poll_progress(self) -> dict[tuple[str, str], int]:
@@ -158,7 +163,8 @@ class Enforcer:
             try:
                 self._sample(uid, vmim, vmi, values, now)
                 samples = self.samples.get(uid, [])
-                decision = decide(vmim, vmi, vm, samples, now, settings, self.aborted)
+                timeouts = self._timeouts_for(uid, vmi, vm, settings)
+                decision = decide(vmim, vmi, vm, samples, now, settings, self.aborted, timeouts)
             except InputError as err:  # one malformed VMI must not stop the others
                 if uid not in self._bad:
                     log.warning("cannot judge %s: %s", meta.get("name"), err)
@@ -178,6 +184,19 @@ class Enforcer:
         self.metrics.seconds_to_deadline.set(float("nan") if nearest is None else nearest - now)
         self.last_check, self.last_result = now, result
         return result
+
+    def _timeouts_for(
+        self, uid: str, vmi: dict | None, vm: dict | None, settings: TimeoutSettings
+    ) -> Timeouts | None:
+        """compute_timeouts, remembered per migration (None when there is no VMI)."""
+        if vmi is None:
+            return None
+        cached = self._timeouts.get(uid)
+        if cached is not None and cached[0] is vmi and cached[1] is vm and cached[2] == settings:
+            return cached[3]
+        timeouts = compute_timeouts(vmi, settings, vm)
+        self._timeouts[uid] = (vmi, vm, settings, timeouts)
+        return timeouts
 
     def _sample(self, uid: str, vmim: dict, vmi: dict | None, values: dict, now: float) -> None:
         """Record data remaining for a migration that has started on its VMI."""
@@ -241,6 +260,9 @@ class Enforcer:
         for uid in list(self.samples):
             if uid not in live_uids:
                 del self.samples[uid]
+        for uid in list(self._timeouts):
+            if uid not in live_uids:
+                del self._timeouts[uid]
         for uid, gone_at in list(self.aborted.items()):
             if uid in live_uids:
                 self.aborted[uid] = 0.0
