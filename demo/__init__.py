@@ -1,0 +1,1 @@
+"""`make demo`: migration-guard running on a local embedded control plane, and a scripted tour."""

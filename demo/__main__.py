@@ -1,0 +1,96 @@
+"""`python -m demo` (make demo): run migration-guard on a local control plane until Ctrl-C.
+`python -m demo --tour` (make demo ARGS=--tour): the same, then a scripted tour, then exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from demo import environment, tour
+from tests.harness.controlplane import ControlPlaneError
+
+
+def instructions(demo: environment.Demo) -> str:
+    try_dir = demo.workdir / "try"
+    denied = [
+        f"  kubectl create -f {try_dir / n}.yaml   # {w}"
+        for n, (_, _, w) in environment.TRY.items()
+        if "denied" in w
+    ]
+    curl = f'curl -sS --cacert {demo.ca_file} -H "Authorization: Bearer $TOKEN"'
+    action = "$MG/v1/harvester/kubevirt.io.virtualmachines/default"
+    return "\n".join(
+        [
+            "",
+            "migration-guard demo is running. In another shell:",
+            "",
+            f"  export KUBECONFIG={demo.kubeconfig}",
+            f"  export PATH={demo.plane.bin_dir}:$PATH",
+            f"  export MG={demo.url}",
+            f"  export TOKEN={demo.plane.token('alice')}   # alice: may look up VMs, migrate and abort in 'default'",
+            "",
+            "Look around:",
+            "  kubectl get nodes -L network.harvesterhci.io/data,node-role.harvesterhci.io/witness",
+            "  kubectl get vmi,vmim -n default",
+            "",
+            "Denied by the webhook (each line says what to fix):",
+            *denied,
+            "",
+            "Allowed (the KubeVirt simulator moves it through its phases to Succeeded):",
+            f"  kubectl create -f {try_dir / 'clean-vm-to-node-1'}.yaml",
+            "  kubectl get vmim -n default -w",
+            "",
+            "Target lookup through the extension backend:",
+            f'  {curl} -X POST "{action}/clean-vm?action=findMigratableNodes"',
+            f'  {curl} "$MG/v1/namespaces/default/virtualmachines/cdrom-vm/migration-targets"',
+            f'  {curl} -X POST "{action}/clean-vm?action=migrate" -d \'{{"nodeName": ""}}\'',
+            f'  {curl} "$MG/v1/namespaces/default/virtualmachines/clean-vm/migration"',
+            "",
+            "The same rules offline: migration-guard check --kubeconfig $KUBECONFIG --vm default/big-vm",
+            f"Logs: {demo.workdir}/webhook.log, {demo.workdir}/enforcer.log",
+            "",
+            "Ctrl-C stops everything and removes it.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--tour", action="store_true", help="run a scripted tour, then exit")
+    parser.add_argument("--workdir", default=".demo", help="where the demo keeps its files")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        demo = environment.start(Path(args.workdir), say=lambda m: print(m, flush=True))
+    except (environment.DemoError, ControlPlaneError) as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
+    code = 0
+    try:
+        if args.tour:
+            code = tour.run(demo)
+        else:
+            print(instructions(demo), flush=True)
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            while not stop.wait(1.0):
+                dead = demo.dead()
+                if dead:
+                    print(
+                        f"demo: {', '.join(dead)} exited; see its log in {demo.workdir}",
+                        file=sys.stderr,
+                    )
+                    return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping: enforcer, webhook, simulator, kube-apiserver, etcd ...", flush=True)
+        demo.stop(remove=code == 0)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Start and stop everything the demo runs: control plane, seeded cluster, webhook (+extension),
+enforcer and the KubeVirt simulator. Every child process gets SIGKILL if the demo dies
+(PR_SET_PDEATHSIG, as the test harness does), and `stop()` removes everything it started."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+
+from demo.seed import seed
+from tests.harness.controlplane import ControlPlane, _die_with_parent, free_port, start_controlplane
+from tests.harness.simulator import KubeVirtSimulator, Scenario
+from webhook.enforcer.kube import KubeError
+
+REPO = Path(__file__).resolve().parents[1]
+MIGRATION_GUARD = REPO / ".venv" / "bin" / "migration-guard"
+SYSTEM_NS = "migration-guard"
+VWC_NAME = "migration-guard"
+WEBHOOK_NAME = "vmim.migration-guard.io"
+VM_NS = "default"
+# VMs the simulator moves when a migration is admitted (migrating-vm's old migration stays put).
+SIMULATED_VMS = ("clean-vm", "bridge-vm", "cdrom-vm", "gpu-vm", "big-vm", "lost-network-vm")
+
+
+class DemoError(RuntimeError):
+    """A step of the demo start failed; the message names it and where its log is."""
+
+
+@dataclass
+class Demo:
+    workdir: Path
+    plane: ControlPlane
+    port: int
+    enforcer_port: int
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    simulator: KubeVirtSimulator | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "ca.crt"
+
+    def log(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def dead(self) -> list[str]:
+        """Names of the servers that exited."""
+        return [name for name, p in self.processes.items() if p.poll() is not None]
+
+    def stop(self, remove: bool = True) -> None:
+        if self.simulator is not None:
+            self.simulator.stop()
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.plane.stop()
+        if remove:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _vwc(port: int) -> dict:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": VWC_NAME},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
+                "rules": [
+                    {
+                        "apiGroups": ["kubevirt.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["virtualmachineinstancemigrations"],
+                    }
+                ],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+
+
+def _alice_rbac() -> dict:
+    """alice may look up VMs and start and abort migrations in the demo namespace."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "vm-migrator", "namespace": VM_NS},
+        "rules": [
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachines", "virtualmachineinstances"],
+                "verbs": ["get", "list"],
+            },
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachineinstancemigrations"],
+                "verbs": ["get", "list", "create", "delete"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "vm-migrator-alice", "namespace": VM_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-migrator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    }
+    return {"apiVersion": "v1", "kind": "List", "items": [role, binding]}
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def _wait(demo: Demo, what: str, check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        for name in demo.dead():
+            raise DemoError(f"{name} exited while starting; see {demo.log(name)}")
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError) as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise DemoError(f"{what} not ready after {timeout:.0f}s ({last}); logs in {demo.workdir}")
+
+
+def start(workdir: Path, say=print) -> Demo:
+    """Everything up and ready; on failure, what was started is stopped before raising."""
+    workdir = workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh cluster every time
+    workdir.mkdir(parents=True)
+    say("starting etcd and kube-apiserver (building them first if not cached) ...")
+    plane = start_controlplane(workdir / "controlplane")
+    demo = Demo(workdir, plane, free_port(), free_port())
+    try:
+        _start(demo, say)
+    except KubeError as err:
+        demo.stop(remove=False)
+        raise DemoError(f"seeding the cluster failed: {err}") from None
+    except BaseException:
+        demo.stop(remove=False)
+        raise
+    return demo
+
+
+def _kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
+    result = plane.kubectl(*args, input=input)
+    if result.returncode != 0:
+        raise DemoError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _start(demo: Demo, say) -> None:
+    plane = demo.plane
+    shutil.copy(plane.kubeconfig, demo.kubeconfig)
+    api = plane.api_client()
+    say("seeding a Harvester-like cluster from examples/cluster (4 nodes, 11 VMs) ...")
+    seed(api)
+    _kubectl(plane, "create", "namespace", SYSTEM_NS)
+    _kubectl(plane, "apply", "-f", "-", input=json.dumps(_alice_rbac()))
+    _kubectl(plane, "create", "-f", "-", input=json.dumps(_vwc(demo.port)))
+
+    demo.simulator = KubeVirtSimulator(api, phase_seconds=0.4, poll_seconds=0.2).start()
+    for vm in SIMULATED_VMS:
+        demo.simulator.set_scenario(VM_NS, vm, Scenario.succeed(3.0))
+
+    say("starting migration-guard webhook (+ extension) and enforcer ...")
+    common = ["--kubeconfig", str(demo.kubeconfig)]
+    demo.processes["webhook"] = _spawn(
+        [
+            str(MIGRATION_GUARD),
+            "webhook",
+            *common,
+            "--bind",
+            f"127.0.0.1:{demo.port}",
+            "--namespace",
+            SYSTEM_NS,
+            "--webhook-config-name",
+            VWC_NAME,
+            "--cert-hosts",
+            "127.0.0.1,localhost",
+            "--cert-dir",
+            str(demo.workdir / "certs"),
+        ],
+        demo.log("webhook"),
+    )
+    demo.processes["enforcer"] = _spawn(
+        [
+            str(MIGRATION_GUARD),
+            "enforcer",
+            *common,
+            "--bind",
+            f"127.0.0.1:{demo.enforcer_port}",
+            "--lease-namespace",
+            SYSTEM_NS,
+            "--virt-handler-urls",
+            demo.simulator.metrics_url,
+            "--check-interval",
+            "2s",
+        ],
+        demo.log("enforcer"),
+    )
+
+    def webhook_ready() -> bool:
+        config = json.loads(
+            _kubectl(plane, "get", "validatingwebhookconfiguration", VWC_NAME, "-o", "json")
+        )
+        bundle = config["webhooks"][0]["clientConfig"].get("caBundle")
+        if not bundle:
+            return False
+        demo.ca_file.write_bytes(base64.b64decode(bundle))
+        return requests.get(f"{demo.url}/readyz", verify=str(demo.ca_file), timeout=2).ok
+
+    _wait(demo, "the webhook", webhook_ready)
+    _wait(
+        demo,
+        "the enforcer",
+        lambda: requests.get(f"http://127.0.0.1:{demo.enforcer_port}/readyz", timeout=2).ok,
+    )
+    write_try_files(demo.workdir / "try")
+
+
+# name of the file -> (VM, target node or None, what happens)
+TRY = {
+    "cdrom-vm": ("cdrom-vm", None, "denied: CD-ROM inserted"),
+    "bridge-vm": ("bridge-vm", None, "denied: bridge binding on the management network"),
+    "gpu-vm": ("gpu-vm", None, "denied: PCI passthrough (GPU)"),
+    "containerdisk-vm": ("containerdisk-vm", None, "denied: container disk"),
+    "pinned-vm": ("pinned-vm", None, "denied: pinned to its node"),
+    "stopped-vm": ("stopped-vm", None, "denied: not running"),
+    "migrating-vm": ("migrating-vm", None, "denied: a migration is already running"),
+    "rwo-vm": ("rwo-vm", None, "denied: KubeVirt says not live-migratable (RWO disk)"),
+    "lost-network-vm": ("lost-network-vm", None, "denied: its VLAN network does not exist"),
+    "big-vm": ("big-vm", None, "denied: no node has room (NoEligibleTarget)"),
+    "clean-vm-to-node-2": ("clean-vm", "harvester-node-2", "denied: node in maintenance"),
+    "clean-vm-to-node-3": ("clean-vm", "harvester-node-3", "denied: witness node"),
+    "clean-vm-to-node-1": ("clean-vm", "harvester-node-1", "allowed; moves to Succeeded"),
+}
+
+
+def vmim(vm: str, target: str | None) -> dict:
+    spec: dict = {"vmiName": vm}
+    if target:
+        spec["addedNodeSelector"] = {"kubernetes.io/hostname": target}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"generateName": f"{vm}-", "namespace": VM_NS},
+        "spec": spec,
+    }
+
+
+def write_try_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (vm, target, _) in TRY.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(vmim(vm, target), sort_keys=False))

@@ -1,0 +1,119 @@
+"""The scripted tour: each step prints the command as a person would type it, then its real
+output (kubectl against the demo's API server, HTTP calls to the extension backend)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import requests
+
+from demo import environment
+from demo.environment import VM_NS, Demo
+
+
+def _show(title: str) -> None:
+    print(f"\n## {title}", flush=True)
+
+
+def _kubectl(demo: Demo, *args: str, input_file: str | None = None) -> int:
+    shown = ["kubectl", *args] + (["-f", input_file] if input_file else [])
+    print(f"$ {shlex.join(shown)}", flush=True)
+    extra = ["-f", input_file] if input_file else []
+    result = demo.plane.kubectl(*args, *extra)
+    out = (result.stdout + result.stderr).rstrip()
+    if out:
+        print(out, flush=True)
+    return result.returncode
+
+
+def _curl(demo: Demo, method: str, path: str, body: dict | None = None) -> dict:
+    flags = "-X POST " if method == "POST" else ""
+    data = f" -d '{json.dumps(body)}'" if body is not None else ""
+    print(
+        f'$ curl -sS --cacert {demo.ca_file} -H "Authorization: Bearer $TOKEN" {flags}"$MG{path}"{data}'
+    )
+    response = requests.request(
+        method,
+        demo.url + path,
+        headers={"Authorization": f"Bearer {demo.plane.token('alice')}"},
+        json=body,
+        verify=str(demo.ca_file),
+        timeout=30,
+    )
+    print(f"HTTP {response.status_code}")
+    try:
+        doc = response.json()
+    except ValueError:
+        print(response.text)
+        return {}
+    print(json.dumps(doc, indent=2), flush=True)
+    return doc
+
+
+def _wait_phase(demo: Demo, name: str, timeout: float = 60.0) -> str:
+    """Print each phase the migration goes through; its final phase."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = demo.plane.kubectl(
+            "get", "vmim", name, "-n", VM_NS, "-o", "jsonpath={.status.phase}"
+        )
+        phase = result.stdout.strip()
+        if phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+            print(f"  phase: {phase}", flush=True)
+        if phase in ("Succeeded", "Failed"):
+            return phase
+        time.sleep(0.1)
+    return seen[-1] if seen else ""
+
+
+def run(demo: Demo) -> int:
+    """The tour; 0 when every step behaved as expected."""
+    ok = True
+    try_dir = demo.workdir / "try"
+    _show(
+        "The cluster: 4 Harvester nodes (one in maintenance and cordoned, one witness without the 'data' network)"
+    )
+    _kubectl(
+        demo, "get", "nodes", "-L", "network.harvesterhci.io/data,node-role.harvesterhci.io/witness"
+    )
+    _kubectl(demo, "get", "vmi", "-n", VM_NS)
+
+    for name in ("cdrom-vm", "gpu-vm", "bridge-vm", "migrating-vm", "big-vm", "clean-vm-to-node-2"):
+        _show(f"Denied: {environment.TRY[name][2].split(': ', 1)[1]}")
+        code = _kubectl(demo, "create", input_file=str(try_dir / f"{name}.yaml"))
+        ok = ok and code != 0
+
+    _show("Allowed: clean-vm to harvester-node-1; the KubeVirt simulator runs the migration")
+    path = str(try_dir / "clean-vm-to-node-1.yaml")
+    print(f"$ kubectl create -f {path}")
+    result = demo.plane.kubectl("create", "-f", path, "-o", "name")
+    print((result.stderr + result.stdout).rstrip(), flush=True)
+    ok = ok and result.returncode == 0
+    name = result.stdout.strip().rpartition("/")[2]
+    print(f"$ kubectl get vmim {name} -n {VM_NS} -w   # phases seen:")
+    phase = _wait_phase(demo, name)
+    ok = ok and phase == "Succeeded"
+    _kubectl(demo, "get", "vmi", "clean-vm", "-n", VM_NS)
+
+    _show("Target lookup (extension backend, as the Harvester UI asks it)")
+    found = _curl(
+        demo,
+        "POST",
+        f"/v1/harvester/kubevirt.io.virtualmachines/{VM_NS}/clean-vm?action=findMigratableNodes",
+    )
+    ok = ok and found.get("nodes") == ["harvester-node-0"]
+    report = _curl(
+        demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/cdrom-vm/migration-targets"
+    )
+    ok = ok and report.get("allowed") is False
+    _show("The last migration of clean-vm, as the UI shows it")
+    status = _curl(demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/clean-vm/migration")
+    ok = ok and bool(status)
+    print(
+        "\ntour " + ("finished" if ok else "FAILED: a step did not behave as expected"), flush=True
+    )
+    return 0 if ok else 1
