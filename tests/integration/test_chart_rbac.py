@@ -287,7 +287,11 @@ def recorded(controlplane: ControlPlane, tmp_path_factory) -> Recorded:
 
             def ready() -> bool:
                 assert webhook.poll() is None, webhook_log.read_text()
-                hook = json.loads(kubectl_ok(controlplane, "get", "validatingwebhookconfiguration", release, "-o", "json"))
+                hook = json.loads(
+                    kubectl_ok(
+                        controlplane, "get", "validatingwebhookconfiguration", release, "-o", "json"
+                    )
+                )
                 bundle = hook["webhooks"][0]["clientConfig"].get("caBundle")
                 if not bundle:
                     return False
@@ -342,7 +346,9 @@ def recorded(controlplane: ControlPlane, tmp_path_factory) -> Recorded:
             time.sleep(1.0)
     finally:
         sim.stop()
-        controlplane.kubectl("delete", "validatingwebhookconfiguration", release, "--ignore-not-found")
+        controlplane.kubectl(
+            "delete", "validatingwebhookconfiguration", release, "--ignore-not-found"
+        )
         for node in (n1, n2):
             controlplane.kubectl("delete", "node", node, "--wait=false")
     return Recorded(
