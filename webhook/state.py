@@ -10,8 +10,10 @@ Returned dicts are shared: callers must not modify them.
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from webhook.errors import InputError
 from webhook.rules import access as a
@@ -29,6 +31,25 @@ LAUNCHER_LABEL = "kubevirt.io"
 LAUNCHER_VALUE = "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+# What rules read of a node's status; the rest (images, nodeInfo, addresses...) is most of a Node.
+_NODE_STATUS_KEPT = ("allocatable", "conditions")
+# VMI status fields no rule reads (the rules read phase, nodeName, conditions, migrationState,
+# migrationMethod, volumeStatus).
+_VMI_STATUS_DROPPED = frozenset(
+    {
+        "activePods",
+        "currentCPUTopology",
+        "guestOSInfo",
+        "interfaces",
+        "kernelBootStatus",
+        "launcherContainerImageVersion",
+        "machine",
+        "qosClass",
+        "selinuxContext",
+        "virtualMachineRevisionName",
+    }
+)
+_INTERN_MAX = 96
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
 
@@ -65,10 +86,31 @@ def slim(obj: dict) -> dict:
             k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
         }
     if kind == POD:
-        return _slim_pod(obj, meta, ctx)
+        return _compact(_slim_pod(obj, meta, ctx))
     out = dict(obj)
     out["metadata"] = meta
-    return out
+    status = out.get("status")
+    if kind == NODE and isinstance(status, dict):
+        out["status"] = {k: status[k] for k in _NODE_STATUS_KEPT if k in status}
+    elif kind == VMI and isinstance(status, dict):
+        out["status"] = {k: v for k, v in status.items() if k not in _VMI_STATUS_DROPPED}
+    return _compact(out)
+
+
+def _compact(value: Any) -> Any:
+    """A deep copy sharing one copy of each key and short string across all cached objects.
+
+    Objects decoded from JSON each carry their own copies of the same keys and label strings
+    ("cpu-feature.node.kubevirt.io/avx2", "true", "Running"): with thousands of nodes and pods
+    those copies, not the values, are most of the cache.
+    """
+    if type(value) is dict:
+        return {(sys.intern(k) if type(k) is str else k): _compact(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_compact(v) for v in value]
+    if type(value) is str and len(value) <= _INTERN_MAX:
+        return sys.intern(value)
+    return value
 
 
 def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
