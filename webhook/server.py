@@ -11,6 +11,7 @@ denies the migration (fail closed) with a message, so kubectl shows why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,6 +32,8 @@ from webhook.settings import Settings
 from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.server")
+# A refused body up to this size is read and dropped so the client sees the 413 (see below).
+MAX_DRAIN_BYTES = 16 * 1024 * 1024
 
 
 class Cache(Protocol):
@@ -188,6 +191,21 @@ def create_app(
         else:
             message = e.description or e.name
         return _error(code, e.name.replace(" ", ""), message)
+
+    @app.after_request
+    def drain_refused_body(response: Response) -> Response:
+        """Read and drop the unread body of a refused large request (bounded), so the client
+        receives the 413 instead of a connection reset when the server closes the socket."""
+        if response.status_code == 413:
+            remaining = min(request.content_length or 0, MAX_DRAIN_BYTES)
+            stream = request.environ.get("wsgi.input")
+            with contextlib.suppress(Exception):
+                while stream is not None and remaining > 0:
+                    chunk = stream.read(min(65536, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Any:
