@@ -43,7 +43,11 @@ cluster-down: venv
 demo: venv controlplane prometheus
 	$(PY) -m demo $(ARGS)
 
+# Benchmarks (not part of `make test`): wrk from Debian, the profilers from the `bench` extra.
+# ARGS="--only lookup,enforcer --quick" for a subset; figures go to bench/results.json.
 bench: venv controlplane
+	@bash hack/install-wrk.sh
+	@$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m bench $(ARGS)
 
 clean:

@@ -1,0 +1,1 @@
+"""Benchmarks of migration-guard (`make bench`, or `python -m bench --help`); see docs/performance.md."""

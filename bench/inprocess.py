@@ -1,0 +1,189 @@
+"""In-process benchmarks: target lookup, one enforcer pass, and the cache's memory.
+
+They call the product's own functions on a ClusterState filled through `apply` (as the informers
+fill it), so what is measured is the rule engine and the state, without HTTP in the way.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bench import objects as o
+from bench.results import Figure
+from webhook.rules.engine import evaluate_migration
+from webhook.state import ClusterState
+
+LOOKUP_SIZES = (100, 1000, 5000)
+LOOKUP_VMIS = 2000
+ENFORCER_MIGRATIONS = 10_000
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def timed_runs(fn: Callable[[], object], *, min_runs: int, max_seconds: float) -> list[float]:
+    """Seconds per call of `fn`: at least `min_runs` calls, more while time allows."""
+    fn()  # warm up
+    times: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 2000):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def lookup_state(nodes: int, vmis: int = LOOKUP_VMIS) -> ClusterState:
+    """`nodes` Harvester nodes, `vmis` running VMIs with their launcher pods, one VM."""
+    objs: list[dict] = [o.node(i) for i in range(nodes)]
+    objs += [o.vmi(i, nodes) for i in range(vmis)]
+    objs += [o.pod(i, nodes, vmis) for i in range(vmis)]
+    objs.append(o.vm(0))
+    return ClusterState.from_objects(objs)
+
+
+def bench_lookup(quick: bool = False) -> list[Figure]:
+    """evaluate_migration with no target at each size: p50, p99, and p50 cost per node."""
+    figures: list[Figure] = []
+    for nodes in LOOKUP_SIZES:
+        state = lookup_state(nodes)
+        report = evaluate_migration(state, o.NAMESPACE, "vm-0")
+        assert len(report.nodes) == nodes and report.allowed, "the lookup subject must be movable"
+        times = timed_runs(
+            lambda s=state: evaluate_migration(s, o.NAMESPACE, "vm-0"),
+            min_runs=20 if nodes >= 5000 else 100,
+            max_seconds=1.0 if quick else 3.0,
+        )
+        p50, p99 = statistics.median(times) * 1e3, percentile(times, 99) * 1e3
+        figures += [
+            Figure(f"lookup.inprocess.{nodes}.p50", p50, "ms"),
+            Figure(
+                f"lookup.inprocess.{nodes}.p99",
+                p99,
+                "ms",
+                budget=10.0 if nodes == 1000 else None,
+            ),
+            Figure(
+                f"lookup.inprocess.{nodes}.per_node",
+                p50 * 1e3 / nodes,
+                "us/node",
+                baseline=f"lookup.inprocess.{LOOKUP_SIZES[0]}.per_node",
+            ),
+        ]
+        del state
+        gc.collect()
+    return figures
+
+
+class StaticProgress:
+    """A progress source answering from a dict (the shape Prometheus' answer is parsed into)."""
+
+    description = "bench: fixed data-remaining values"
+
+    def __init__(self, values: dict[tuple[str, str], int]) -> None:
+        self.values = values
+
+    def fetch(self) -> dict[tuple[str, str], int]:
+        return self.values
+
+
+def enforcer_state(count: int, now: datetime) -> ClusterState:
+    """`count` running migrations, each started on its VMI a minute ago."""
+    objs: list[dict] = []
+    start = (now - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for i in range(count):
+        vmi = o.vmi(i, 1000)
+        vmim = o.vmim(i, i, None)
+        uid = f"{i:08d}-mig"
+        vmim["metadata"]["uid"] = uid
+        vmim["status"] = {"phase": "Running"}
+        vmi["status"]["migrationState"] = {
+            "migrationUid": uid,
+            "startTimestamp": start,
+            "sourceNode": vmi["status"]["nodeName"],
+            "targetNode": "node-999",
+        }
+        objs += [vmi, vmim, o.vm(i)]
+    return ClusterState.from_objects(objs)
+
+
+def bench_enforcer(quick: bool = False) -> list[Figure]:
+    """Enforcer.check_once over 10,000 running migrations (no abort is due), beside a bare walk."""
+    from webhook.enforcer.decisions import WATCH
+    from webhook.enforcer.runner import Enforcer
+    from webhook.enforcer.settings import EnforcerSettings
+
+    now = datetime.now(UTC)
+    state = enforcer_state(ENFORCER_MIGRATIONS, now)
+    values = {(o.NAMESPACE, f"vm-{i}"): 4 << 30 for i in range(ENFORCER_MIGRATIONS)}
+    enforcer = Enforcer(
+        EnforcerSettings(),
+        None,  # type: ignore[arg-type]  # the API is only used to abort, and nothing is due
+        state,
+        lambda: True,
+        StaticProgress(values),
+        None,
+    )
+    result = enforcer.check_once()
+    assert len(result.decisions) == ENFORCER_MIGRATIONS and not result.aborted
+    assert all(d.action == WATCH for _, d in result.decisions)
+
+    def walk() -> int:  # what any pass must do: read every migration and its VMI and VM
+        n = 0
+        for vmim in state.vmims():
+            name = vmim["spec"]["vmiName"]
+            n += state.vmi(o.NAMESPACE, name) is not None and state.vm(o.NAMESPACE, name) is None
+        return n
+
+    runs = 3 if quick else 7
+    passes = timed_runs(enforcer.check_once, min_runs=runs, max_seconds=0)
+    walks = timed_runs(walk, min_runs=runs, max_seconds=0)
+    return [
+        Figure("enforcer.walk_10000", statistics.median(walks) * 1e3, "ms"),
+        Figure(
+            "enforcer.pass_10000",
+            statistics.median(passes) * 1e3,
+            "ms",
+            budget=200.0,
+            baseline="enforcer.walk_10000",
+        ),
+        Figure("enforcer.pass_10000.max", max(passes) * 1e3, "ms"),
+    ]
+
+
+def bench_memory(quick: bool = False) -> list[Figure]:
+    """RSS of a fresh process holding the server app and a filled cache (see bench.memory_child)."""
+    sizes = {"nodes": 5000, "vmis": 20_000, "pods": 100_000}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory_child", json.dumps(sizes)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return [
+        Figure("memory.rss_empty", data["rss_empty_mb"], "MB"),
+        Figure(
+            "memory.rss_5000n_20000vmi_100000pods",
+            data["rss_full_mb"],
+            "MB",
+            budget=500.0,
+            baseline="memory.rss_empty",
+        ),
+        Figure("memory.cache_bytes_per_pod", data["bytes_per_pod"], "B"),
+        Figure("memory.cache_bytes_per_node", data["bytes_per_node"], "B"),
+        Figure("memory.cache_bytes_per_vmi", data["bytes_per_vmi"], "B"),
+        Figure("memory.fill_seconds", data["fill_seconds"], "s"),
+    ]

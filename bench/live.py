@@ -1,0 +1,219 @@
+"""Benchmarks against the real server stack: admission, lookup over HTTP, kubectl end to end.
+
+One run of the test harness's kube-apiserver, grown in steps so each figure sees its cluster size:
+100 nodes (lookup), 1,000 nodes + 10,000 VMIs (lookup, admission, kubectl), 5,000 nodes (lookup).
+The `kubectl create` baseline runs first, before any webhook is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench import cluster as c
+from bench import objects as o
+from bench.inprocess import percentile
+from bench.load import fixed_rate, wrk
+from bench.results import Figure
+from tests.harness.controlplane import ControlPlane, running_controlplane
+
+NODES, VMIS = 1000, 10_000
+RATE = 200.0
+
+
+def _reviews(count: int, *, targeted: bool, seed: int) -> list[bytes]:
+    """AdmissionReviews of VMIM creates for random VMIs; targeted: an eligible node, as the UI."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        vmi = rng.randrange(VMIS)
+        target = None
+        if targeted:
+            target = f"node-{(vmi % NODES + 1 + rng.randrange(NODES - 1)) % NODES}"
+        review = o.review(o.vmim(i, vmi, target), uid=f"bench-{seed}-{i}")
+        out.append(json.dumps(review, separators=(",", ":")).encode())
+    return out
+
+
+def _post(server: c.BenchServer, path: str, body: bytes) -> dict:
+    req = urllib.request.Request(
+        server.url + path, data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, context=server.ssl_context(), timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _http_lookup(server: c.BenchServer, nodes: int, runs: int) -> list[Figure]:
+    c.wait_for_nodes(server, nodes)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        status, report = server.get_json(c.targets_path("vm-0"), auth=True)
+        times.append((time.perf_counter() - started) * 1e3)
+        assert status == 200 and len(report["nodes"]) == nodes, status
+    return [
+        Figure(
+            f"lookup.http.{nodes}.p50",
+            statistics.median(times),
+            "ms",
+            baseline=f"lookup.inprocess.{nodes}.p50",
+        ),
+        Figure(f"lookup.http.{nodes}.p99", percentile(times, 99), "ms"),
+    ]
+
+
+def _kubectl_creates(plane: ControlPlane, manifest: Path, count: int, denied: bool) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        result = plane.kubectl("create", "-f", str(manifest))
+        times.append((time.perf_counter() - started) * 1e3)
+        if denied:
+            assert result.returncode != 0 and "denied the request" in result.stderr, result
+        else:
+            assert result.returncode == 0, result.stderr
+    return times
+
+
+def _kubectl_figures(prefix: str, times: list[float], baseline: str | None) -> list[Figure]:
+    return [
+        Figure(
+            f"{prefix}.median",
+            statistics.median(times),
+            "ms",
+            baseline=f"{baseline}.median" if baseline else None,
+        ),
+        Figure(
+            f"{prefix}.p99",
+            percentile(times, 99),
+            "ms",
+            baseline=f"{baseline}.p99" if baseline else None,
+        ),
+    ]
+
+
+def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
+    work = Path(tempfile.mkdtemp(prefix="mg-bench-load-"))
+    targeted = _reviews(2000, targeted=True, seed=1)
+    untargeted = _reviews(200, targeted=False, seed=2)
+    (work / "targeted.jsonl").write_bytes(b"\n".join(targeted) + b"\n")
+    for body in targeted[:20]:  # the load exercises the real decision, not an error path
+        answer = _post(server, "/validate", body)["response"]
+        assert answer["allowed"] is True and answer.get("warnings"), answer
+    answer = _post(server, c.ECHO_PATH, targeted[0])["response"]
+    assert answer["allowed"] is True
+
+    # Throughput: echo and validate alternate, so a change in machine load hits both alike.
+    seconds = 3 if quick else 6
+    echo_runs, validate_runs = [], []
+    for _ in range(2):
+        echo_runs.append(wrk(server.url, c.ECHO_PATH, work / "targeted.jsonl", seconds))
+        validate_runs.append(wrk(server.url, "/validate", work / "targeted.jsonl", seconds))
+    for r in echo_runs + validate_runs:
+        assert r.errors == 0, f"wrk saw {r.errors} errors"
+    echo_rps = sum(r.requests for r in echo_runs) / sum(r.seconds for r in echo_runs)
+    validate_rps = sum(r.requests for r in validate_runs) / sum(r.seconds for r in validate_runs)
+    log(f"  wrk: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s")
+
+    # Latency at a fixed 200 requests/s.
+    ctx = server.ssl_context()
+    rate_seconds = 4 if quick else 8
+    echo_lat, echo_fail = fixed_rate(
+        "127.0.0.1", server.port, ctx, c.ECHO_PATH, targeted, RATE, rate_seconds
+    )
+    val_lat, val_fail = fixed_rate(
+        "127.0.0.1", server.port, ctx, "/validate", targeted, RATE, rate_seconds
+    )
+    untargeted_lat, un_fail = fixed_rate(
+        "127.0.0.1", server.port, ctx, "/validate", untargeted, 10.0, 3 if quick else 6, workers=2
+    )
+    assert echo_fail == val_fail == un_fail == 0, (echo_fail, val_fail, un_fail)
+    return [
+        Figure("admission.echo.throughput", echo_rps, "req/s", better="higher"),
+        Figure(
+            "admission.validate.throughput",
+            validate_rps,
+            "req/s",
+            better="higher",
+            baseline="admission.echo.throughput",
+        ),
+        Figure(
+            "admission.validate.throughput_ratio",
+            validate_rps / echo_rps,
+            "x echo",
+            budget=0.8,
+            better="higher",
+        ),
+        Figure("admission.echo.p50_at_200rps", statistics.median(echo_lat), "ms"),
+        Figure("admission.echo.p99_at_200rps", percentile(echo_lat, 99), "ms"),
+        Figure(
+            "admission.validate.p50_at_200rps",
+            statistics.median(val_lat),
+            "ms",
+            baseline="admission.echo.p50_at_200rps",
+        ),
+        Figure(
+            "admission.validate.p99_at_200rps",
+            percentile(val_lat, 99),
+            "ms",
+            budget=5.0,
+            baseline="admission.echo.p99_at_200rps",
+        ),
+        Figure(
+            "admission.untargeted.p50_1000_nodes",
+            statistics.median(untargeted_lat),
+            "ms",
+            baseline="admission.validate.p50_at_200rps",
+        ),
+        Figure("admission.untargeted.p99_1000_nodes", percentile(untargeted_lat, 99), "ms"),
+    ]
+
+
+def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
+    """Everything that needs the real control plane, in one run of it."""
+    figures: list[Figure] = []
+    kubectl_count = 50 if quick else 200
+    lookup_runs = 20 if quick else 50
+    with running_controlplane() as plane:
+        api = c.Api(plane)
+        took = c.create_nodes(api, 0, 100)
+        took += c.create_workload(api, VMIS, NODES)
+        log(f"  created 100 nodes and {VMIS} VMIs through the API server in {took:.0f} s")
+        manifest = Path(tempfile.mkdtemp(prefix="mg-bench-kubectl-")) / "vmim.yaml"
+        vmim = o.wo.vmim(o.NAMESPACE, "unused", "vm-cdrom")
+        del vmim["metadata"]["name"]
+        vmim["metadata"]["generateName"] = "bench-"
+        manifest.write_text(json.dumps(vmim))
+        if "kubectl" in selected:
+            base = _kubectl_creates(plane, manifest, kubectl_count, denied=False)
+            figures += _kubectl_figures("kubectl.create_no_webhook", base, None)
+            log(f"  kubectl create without webhook: median {statistics.median(base):.0f} ms")
+        with c.running_server(plane, api) as server:
+            if "lookup" in selected:
+                figures += _http_lookup(server, 100, lookup_runs)
+            took = c.create_nodes(api, 100, NODES)
+            log(f"  grew to {NODES} nodes in {took:.0f} s")
+            c.wait_for_nodes(server, NODES)
+            if "lookup" in selected:
+                figures += _http_lookup(server, NODES, lookup_runs)
+            if "admission" in selected:
+                figures += _admission(server, quick, log)
+            if "memory" in selected:
+                figures.append(
+                    Figure("memory.server_rss_1000n_10000vmi", server.worker_rss_mb(), "MB")
+                )
+            if "kubectl" in selected:
+                denied = _kubectl_creates(plane, manifest, kubectl_count, denied=True)
+                figures += _kubectl_figures(
+                    "kubectl.create_denied", denied, "kubectl.create_no_webhook"
+                )
+            if "lookup" in selected:
+                took = c.create_nodes(api, NODES, 5000)
+                log(f"  grew to 5000 nodes in {took:.0f} s")
+                figures += _http_lookup(server, 5000, max(10, lookup_runs // 3))
+    return figures

@@ -1,0 +1,46 @@
+"""The benchmark's server: `migration-guard webhook` exactly, plus a no-op AdmissionReview echo.
+
+The echo route lives in the same Flask app, gunicorn worker and TLS stack as /validate, so the
+admission figures compare the decision's cost against everything around it. It parses the body
+and answers with the request's uid, as the cheapest correct webhook would.
+Run: `python -m bench.server <migration-guard webhook flags>`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+ECHO_PATH = "/bench/echo"
+
+
+def register_echo(app: Flask, _cache: Any, _settings: Any) -> None:
+    """Extension hook (webhook.server.create_app): POST /bench/echo allows every review."""
+
+    @app.post(ECHO_PATH)
+    def echo() -> Any:
+        body = json.loads(request.get_data(cache=False))
+        uid = body["request"]["uid"]
+        return jsonify(
+            {
+                "apiVersion": body["apiVersion"],
+                "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": True},
+            }
+        )
+
+
+def main(argv: list[str]) -> int:
+    from extension.api import register_extension
+    from webhook import serve
+    from webhook.settings import parse_settings
+
+    settings = parse_settings(argv)
+    return serve.run(settings, extensions=[register_extension, register_echo])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
