@@ -20,6 +20,11 @@ def instructions(demo: environment.Demo) -> str:
         for n, (_, _, w) in environment.TRY.items()
         if "denied" in w
     ]
+    allowed = [
+        f"  kubectl create -f {try_dir / n}.yaml   # {w}"
+        for n, (_, _, w) in environment.TRY.items()
+        if w.startswith("allowed")
+    ]
     curl = f'curl -sS --cacert {demo.ca_file} -H "Authorization: Bearer $TOKEN"'
     action = "$MG/v1/harvester/kubevirt.io.virtualmachines/default"
     return "\n".join(
@@ -33,14 +38,14 @@ def instructions(demo: environment.Demo) -> str:
             f"  export TOKEN={demo.plane.token('alice')}   # alice: may look up VMs, migrate and abort in 'default'",
             "",
             "Look around:",
-            "  kubectl get nodes -L network.harvesterhci.io/data,node-role.harvesterhci.io/witness",
+            f"  kubectl get nodes -o custom-columns='{tour.NODE_COLUMNS}'",
             "  kubectl get vmi,vmim -n default",
             "",
             "Denied by the webhook (each line says what to fix):",
             *denied,
             "",
             "Allowed (the KubeVirt simulator moves it through its phases to Succeeded):",
-            f"  kubectl create -f {try_dir / 'clean-vm-to-node-1'}.yaml",
+            *allowed,
             "  kubectl get vmim -n default -w",
             "",
             "Target lookup through the extension backend:",

@@ -28,7 +28,16 @@ VWC_NAME = "migration-guard"
 WEBHOOK_NAME = "vmim.migration-guard.io"
 VM_NS = "default"
 # VMs the simulator moves when a migration is admitted (migrating-vm's old migration stays put).
-SIMULATED_VMS = ("clean-vm", "bridge-vm", "cdrom-vm", "gpu-vm", "big-vm", "lost-network-vm")
+SIMULATED_VMS = (
+    "clean-vm",
+    "clean-vm-2",
+    "vlan-vm",
+    "bridge-vm",
+    "cdrom-vm",
+    "gpu-vm",
+    "big-vm",
+    "lost-network-vm",
+)
 
 
 class DemoError(RuntimeError):
@@ -192,8 +201,10 @@ def _start(demo: Demo, say) -> None:
     plane = demo.plane
     shutil.copy(plane.kubeconfig, demo.kubeconfig)
     api = plane.api_client()
-    say("seeding a Harvester-like cluster from examples/cluster (4 nodes, 11 VMs) ...")
-    seed(api)
+    say("seeding a Harvester-like cluster from examples/cluster ...")
+    objs = seed(api)
+    kinds = [o["kind"] for o in objs]
+    say(f"  {kinds.count('Node')} nodes, {kinds.count('VirtualMachine')} VMs")
     _kubectl(plane, "create", "namespace", SYSTEM_NS)
     _kubectl(plane, "apply", "-f", "-", input=json.dumps(_alice_rbac()))
     _kubectl(plane, "create", "-f", "-", input=json.dumps(_vwc(demo.port)))
@@ -270,9 +281,16 @@ TRY = {
     "rwo-vm": ("rwo-vm", None, "denied: KubeVirt says not live-migratable (RWO disk)"),
     "lost-network-vm": ("lost-network-vm", None, "denied: its VLAN network does not exist"),
     "big-vm": ("big-vm", None, "denied: no node has room (NoEligibleTarget)"),
+    "vlan-vm": ("vlan-vm", None, "denied: no node left for a VM on the VLAN (NoEligibleTarget)"),
+    "clean-vm-to-node-1": ("clean-vm", "harvester-node-1", "denied: node cordoned"),
     "clean-vm-to-node-2": ("clean-vm", "harvester-node-2", "denied: node in maintenance"),
-    "clean-vm-to-node-3": ("clean-vm", "harvester-node-3", "denied: witness node"),
-    "clean-vm-to-node-1": ("clean-vm", "harvester-node-1", "allowed; moves to Succeeded"),
+    "vlan-vm-to-node-3": (
+        "vlan-vm",
+        "harvester-node-3",
+        "denied: node without the 'data' cluster network",
+    ),
+    "clean-vm-to-node-3": ("clean-vm", "harvester-node-3", "allowed; moves to Succeeded"),
+    "clean-vm-2": ("clean-vm-2", None, "allowed; goes to harvester-node-0, the one node left"),
 }
 
 

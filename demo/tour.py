@@ -12,6 +12,29 @@ import requests
 from demo import environment
 from demo.environment import VM_NS, Demo
 
+# What sets the nodes apart: cordoned (spec.unschedulable), Harvester maintenance mode (an
+# annotation; it cordons too), the `data` cluster network label, and room for VMs.
+NODE_COLUMNS = ",".join(
+    [
+        "NAME:.metadata.name",
+        "UNSCHEDULABLE:.spec.unschedulable",
+        r"MAINTENANCE:.metadata.annotations.harvesterhci\.io/maintain-status",
+        r"DATA-NETWORK:.metadata.labels.network\.harvesterhci\.io/data",
+        "CPU:.status.allocatable.cpu",
+        "MEMORY:.status.allocatable.memory",
+    ]
+)
+DENIED_STEPS = (
+    "cdrom-vm",
+    "gpu-vm",
+    "bridge-vm",
+    "migrating-vm",
+    "big-vm",
+    "clean-vm-to-node-1",
+    "clean-vm-to-node-2",
+    "vlan-vm-to-node-3",
+)
+
 
 def _show(title: str) -> None:
     print(f"\n## {title}", flush=True)
@@ -75,20 +98,20 @@ def run(demo: Demo) -> int:
     ok = True
     try_dir = demo.workdir / "try"
     _show(
-        "The cluster: 4 Harvester nodes (one in maintenance and cordoned, one witness without the 'data' network)"
+        "The cluster: 4 Harvester nodes (node-1 cordoned, node-2 in maintenance,"
+        " node-3 without the 'data' network)"
     )
-    _kubectl(
-        demo, "get", "nodes", "-L", "network.harvesterhci.io/data,node-role.harvesterhci.io/witness"
-    )
+    _kubectl(demo, "get", "nodes")
+    _kubectl(demo, "get", "nodes", "-o", f"custom-columns={NODE_COLUMNS}")
     _kubectl(demo, "get", "vmi", "-n", VM_NS)
 
-    for name in ("cdrom-vm", "gpu-vm", "bridge-vm", "migrating-vm", "big-vm", "clean-vm-to-node-2"):
+    for name in DENIED_STEPS:
         _show(f"Denied: {environment.TRY[name][2].split(': ', 1)[1]}")
         code = _kubectl(demo, "create", input_file=str(try_dir / f"{name}.yaml"))
         ok = ok and code != 0
 
-    _show("Allowed: clean-vm to harvester-node-1; the KubeVirt simulator runs the migration")
-    path = str(try_dir / "clean-vm-to-node-1.yaml")
+    _show("Allowed: clean-vm to harvester-node-3; the KubeVirt simulator runs the migration")
+    path = str(try_dir / "clean-vm-to-node-3.yaml")
     print(f"$ kubectl create -f {path}")
     result = demo.plane.kubectl("create", "-f", path, "-o", "name")
     print((result.stderr + result.stdout).rstrip(), flush=True)
@@ -109,7 +132,7 @@ def run(demo: Demo) -> int:
     report = _curl(
         demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/cdrom-vm/migration-targets"
     )
-    ok = ok and report.get("allowed") is False
+    ok = ok and report.get("allowed") is False and report.get("eligibleNodes") == []
     _show("The last migration of clean-vm, as the UI shows it")
     status = _curl(demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/clean-vm/migration")
     ok = ok and bool(status)

@@ -3,6 +3,7 @@ extension, enforcer and KubeVirt simulator; the tour's printed output is what a 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,33 +40,78 @@ def test_tour_exits_0_and_cleans_up(tour):
     assert str(workdir) not in ps
 
 
+def test_tour_shows_the_four_kinds_of_node(tour):
+    out = tour[0].stdout
+    nodes = out.split("## Denied")[0]
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in nodes.splitlines()
+        if line.startswith("harvester-node-")
+    }
+    assert len(rows) == 4
+    # kubectl get nodes: STATUS shows the cordon of node-1 and node-2 (maintenance cordons too)
+    assert re.search(r"^harvester-node-1\s+Ready,SchedulingDisabled\s", nodes, re.M)
+    assert re.search(r"^harvester-node-2\s+Ready,SchedulingDisabled\s", nodes, re.M)
+    assert re.search(r"^harvester-node-0\s+Ready\s", nodes, re.M)
+    assert re.search(r"^harvester-node-3\s+Ready\s", nodes, re.M)
+    # custom columns: NAME UNSCHEDULABLE MAINTENANCE DATA-NETWORK CPU MEMORY
+    columns = re.findall(
+        r"^(harvester-node-\d)\s+(\S+)\s+(\S+)\s+(\S+)\s+\d+\s+\d+Ki$", nodes, re.M
+    )
+    assert columns == [
+        ("harvester-node-0", "<none>", "<none>", "true"),
+        ("harvester-node-1", "true", "<none>", "true"),
+        ("harvester-node-2", "true", "completed", "true"),
+        ("harvester-node-3", "<none>", "<none>", "<none>"),
+    ]
+    assert re.search(r"^clean-vm-2\s+\d+s\s+Running\s+\S+\s+harvester-node-3\s", nodes, re.M)
+
+
 def test_tour_shows_denials_with_what_to_fix(tour):
     out = tour[0].stdout
-    assert out.count(DENIED) == 6
+    assert out.count(DENIED) == 8
     assert "- CDROMVolume: CD-ROM 'cdrom-0' has PVC" in out
     assert "- PCIDevicePassthrough: host device" in out
     assert "- ManagementNetworkBridge: interface 'default' uses bridge binding" in out
     assert "- MigrationInProgress: migration 'migrating-vm-6f8wd'" in out
-    assert "- NoEligibleTarget: no node can receive VM default/big-vm" in out
-    assert "- TargetNotEligible: target node 'harvester-node-2'" in out
-    assert "is in maintenance mode" in out
+    big = out.split("## Denied: no node has room")[1].split("## ")[0]
+    assert "- NoEligibleTarget: no node can receive VM default/big-vm" in big
+    assert "harvester-node-1' lacks room for the virt-launcher pod" in big
+    assert "harvester-node-3' lacks room for the virt-launcher pod" in big
+    cordoned = out.split("## Denied: node cordoned")[1].split("## ")[0]
+    assert "- TargetNotEligible: target node 'harvester-node-1'" in cordoned
+    assert "node 'harvester-node-1' is cordoned" in cordoned
+    assert "maintenance" not in cordoned
+    maintenance = out.split("## Denied: node in maintenance")[1].split("## ")[0]
+    assert "- TargetNotEligible: target node 'harvester-node-2'" in maintenance
+    assert "is in maintenance mode (harvesterhci.io/maintain-status=completed)" in maintenance
+    no_network = out.split("## Denied: node without the 'data' cluster network")[1].split("## ")[0]
+    assert (
+        "- TargetNotEligible: target node 'harvester-node-3' cannot receive VM default/vlan-vm"
+        in (no_network)
+    )
+    assert "lacks cluster network 'data'" in no_network
 
 
 def test_tour_allowed_migration_reaches_succeeded_via_the_simulator(tour):
     out = tour[0].stdout
     assert "Warning: migration-guard: VM default/clean-vm must finish migrating within 6400s" in out
     allowed = out.split("## Allowed")[1].split("## Target lookup")[0]
+    assert "clean-vm-to-node-3.yaml" in allowed
     phases = [line.split("phase: ")[1] for line in allowed.splitlines() if "  phase: " in line]
     assert phases[-1] == "Succeeded"
     assert "Running" in phases and phases[0] == "Pending"
-    assert "clean-vm   " in allowed and "harvester-node-1" in allowed.splitlines()[-2]
+    assert "clean-vm   " in allowed and "harvester-node-3" in allowed.splitlines()[-2]
 
 
 def test_tour_target_lookup(tour):
     out = tour[0].stdout
     lookup = out.split("## Target lookup")[1]
     assert "?action=findMigratableNodes" in lookup
-    assert '"nodes": [\n    "harvester-node-0"\n  ]' in lookup  # clean-vm now runs on node-1
+    # clean-vm now runs on node-3: node-0 is the one node left (1 cordoned, 2 in maintenance)
+    assert '"nodes": [\n    "harvester-node-0"\n  ]' in lookup
     assert '"code": "CDROMVolume"' in lookup
-    assert '"eligibleNodes": [\n    "harvester-node-1"\n  ]' in lookup
+    assert '"eligibleNodes": []' in lookup  # cdrom-vm is on default/vlan100: node-3 lacks it
+    assert '"code": "NoEligibleTarget"' in lookup
     assert '"phase": "Succeeded"' in lookup
+    assert '"targetNode": "harvester-node-3"' in lookup

@@ -27,14 +27,23 @@ def check_json(capsys, vm, *extra):
     return code, json.loads(out), err
 
 
-def test_clean_vm_is_allowed(capsys):
-    code, report, _ = check_json(capsys, "default/clean-vm")
+@pytest.mark.parametrize(
+    ("vm", "source", "target", "timeout"),
+    [
+        ("clean-vm", "harvester-node-0", "harvester-node-3", 6400),
+        ("clean-vm-2", "harvester-node-3", "harvester-node-0", 3200),
+    ],
+)
+def test_clean_vms_are_allowed_to_the_one_healthy_node_they_do_not_run_on(
+    capsys, vm, source, target, timeout
+):
+    code, report, _ = check_json(capsys, f"default/{vm}")
     assert code == 0
     assert report["allowed"] is True and report["blockers"] == []
-    assert report["sourceNode"] == "harvester-node-0"
-    assert report["eligibleNodes"] == ["harvester-node-1"]
+    assert report["sourceNode"] == source
+    assert report["eligibleNodes"] == [target]
     assert [n["name"] for n in report["nodes"]] == [f"harvester-node-{i}" for i in range(4)]
-    assert report["timeouts"]["completionTimeoutSeconds"] == 6400
+    assert report["timeouts"]["completionTimeoutSeconds"] == timeout
 
 
 @pytest.mark.parametrize(
@@ -57,26 +66,45 @@ def test_each_example_vm_is_denied_for_its_blocker(capsys, vm, code):
     assert [b["code"] for b in report["blockers"]] == [code]
 
 
-def test_every_node_reason_of_the_example_nodes(capsys):
+# Every node's reasons for a VM on harvester-node-0: node-1 is cordoned (`kubectl cordon`),
+# node-2 is in Harvester maintenance mode (which cordons too), node-3 lacks the `data` network.
+NODE_REASONS = {
+    "harvester-node-0": ["SourceNode"],
+    "harvester-node-1": ["NodeCordoned"],
+    "harvester-node-2": ["NodeCordoned", "NodeInMaintenance"],
+    "harvester-node-3": [],
+}
+
+
+def reasons_of(report):
+    return {n["name"]: [r["code"] for r in n["reasons"]] for n in report["nodes"]}
+
+
+def test_node_reasons_of_a_vm_on_the_management_network(capsys):
+    _, report, _ = check_json(capsys, "default/clean-vm")
+    assert reasons_of(report) == NODE_REASONS
+    node2 = {r["code"]: r["message"] for r in report["nodes"][2]["reasons"]}
+    assert "harvesterhci.io/maintain-status=completed" in node2["NodeInMaintenance"]
+
+
+def test_vlan_vm_has_no_target_because_node_3_lacks_the_data_network(capsys):
+    code, report, _ = check_json(capsys, "default/vlan-vm")
+    assert code == 1 and report["blockers"] == []
+    assert reasons_of(report) == NODE_REASONS | {"harvester-node-3": ["NetworkUnavailable"]}
+    assert "network.harvesterhci.io/data=true" in report["nodes"][3]["reasons"][0]["message"]
+    assert [p["code"] for p in report["problems"]] == ["NoEligibleTarget"]
+    code, report, _ = check_json(capsys, "default/vlan-vm", "--target", "harvester-node-3")
+    assert code == 1 and [p["code"] for p in report["problems"]] == ["TargetNotEligible"]
+
+
+def test_big_vm_fits_nowhere_it_could_go(capsys):
     _, report, _ = check_json(capsys, "default/big-vm")
-    reasons = {n["name"]: [r["code"] for r in n["reasons"]] for n in report["nodes"]}
-    assert reasons == {
+    assert reasons_of(report) == {
         "harvester-node-0": ["SourceNode"],
-        "harvester-node-1": ["InsufficientResources"],
-        "harvester-node-2": [
-            "NodeCordoned",
-            "NodeInMaintenance",
-            "NetworkUnavailable",
-            "CPUModelUnsupported",
-        ],
-        "harvester-node-3": [
-            "WitnessNode",
-            "NotSchedulable",
-            "TaintNotTolerated",
-            "NetworkUnavailable",
-            "CPUModelUnsupported",
-            "InsufficientResources",
-        ],
+        # db-vm fills the cordoned node-1; node-3 is smaller than the VM; node-2 is drained
+        "harvester-node-1": ["NodeCordoned", "InsufficientResources"],
+        "harvester-node-2": ["NodeCordoned", "NodeInMaintenance"],
+        "harvester-node-3": ["InsufficientResources"],
     }
     assert [p["code"] for p in report["problems"]] == ["NoEligibleTarget"]
 
@@ -86,7 +114,10 @@ def test_target_checks_one_node(capsys):
     assert code == 1 and [n["name"] for n in report["nodes"]] == ["harvester-node-2"]
     assert [p["code"] for p in report["problems"]] == ["TargetNotEligible"]
     code, report, _ = check_json(capsys, "default/clean-vm", "--target", "harvester-node-1")
-    assert code == 0
+    assert code == 1 and [p["code"] for p in report["problems"]] == ["TargetNotEligible"]
+    assert [r["code"] for r in report["nodes"][0]["reasons"]] == ["NodeCordoned"]
+    code, report, _ = check_json(capsys, "default/clean-vm", "--target", "harvester-node-3")
+    assert code == 0 and report["target"] == "harvester-node-3"
     code, report, _ = check_json(capsys, "default/clean-vm", "--target", "node-x")
     assert code == 1 and [p["code"] for p in report["problems"]] == ["TargetNotFound"]
 
@@ -96,7 +127,8 @@ def test_text_output_lists_blockers_then_nodes(capsys):
     assert code == 1
     assert out.index("CDROMVolume") < out.index("NODE") < out.index("harvester-node-3")
     assert "Result:  DENIED" in out
-    assert re.search(r"harvester-node-1\s+yes", out)
+    assert re.search(r"harvester-node-3\s+no\s+NetworkUnavailable", out)
+    assert "Eligible nodes: none" in out
     assert "completion timeout 6400 s" in out
 
 
