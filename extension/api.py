@@ -19,10 +19,10 @@ from flask import Blueprint, Flask, Response, jsonify, request
 
 from extension import actions
 from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, AuthError, User
-from extension.kube import Kube, KubeError, kubevirt_path
 from extension.openapi import build_spec
 from extension.status import migration_status
 from webhook.errors import InputError
+from webhook.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.model import Report, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kubernetes.client import ApiClient
 
-from webhook.enforcer.kube import KubeError, call
+from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("tests.simulator")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 
 from tests.harness.controlplane import ControlPlane, free_port
-from webhook.enforcer.kube import KubeError, call
+from webhook.kubeapi import KubeError, call
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "migration-guard"

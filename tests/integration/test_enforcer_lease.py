@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.enforcer_support import lease_holder
-from webhook.enforcer.kube import call
 from webhook.enforcer.leader import LeaseElector
+from webhook.kubeapi import call
 
 pytestmark = pytest.mark.controlplane
 

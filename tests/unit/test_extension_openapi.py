@@ -9,9 +9,9 @@ from openapi_spec_validator import validate
 
 from extension.api import ExtensionContext, create_blueprint
 from extension.auth import Authenticator
-from extension.kube import Kube
 from extension.openapi import build_spec
 from webhook.cache import StaticCache
+from webhook.kubeapi import Kube
 from webhook.server import create_app
 from webhook.settings import Settings
 from webhook.state import ClusterState

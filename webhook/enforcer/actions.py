@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 
 from webhook.enforcer.decisions import FINAL_PHASES, Decision
-from webhook.enforcer.kube import KubeError, call
 from webhook.enforcer.leader import micro_time
+from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.enforcer.actions")
 

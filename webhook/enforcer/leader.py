@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from kubernetes.client import ApiClient
 
 from webhook.enforcer.decisions import parse_time
-from webhook.enforcer.kube import KubeError, call
+from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.enforcer.leader")
 

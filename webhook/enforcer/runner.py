@@ -28,12 +28,12 @@ from webhook.enforcer.decisions import (
     parse_time,
     prune_samples,
 )
-from webhook.enforcer.kube import KubeError
 from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.progress import ProgressSource, ProgressUnavailable
 from webhook.enforcer.settings import EnforcerSettings
 from webhook.errors import InputError
+from webhook.kubeapi import KubeError
 from webhook.rules.model import Timeouts, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
 from webhook.state import ClusterState
