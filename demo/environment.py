@@ -17,9 +17,9 @@ import requests
 import yaml
 
 from demo.seed import seed
-from tests.harness.controlplane import ControlPlane, _die_with_parent, free_port, start_controlplane
+from tests.harness.controlplane import ControlPlane, die_with_parent, free_port, start_controlplane
 from tests.harness.simulator import KubeVirtSimulator, Scenario
-from webhook.enforcer.kube import KubeError
+from webhook.kubeapi import KubeError
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATION_GUARD = REPO / ".venv" / "bin" / "migration-guard"
@@ -152,7 +152,7 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 

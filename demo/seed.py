@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from kubernetes.client import ApiClient
 
-from webhook.enforcer.kube import KubeError, call
+from webhook.kubeapi import KubeError, call
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
 # kind -> (API prefix, plural, namespaced)

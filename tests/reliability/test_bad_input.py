@@ -24,13 +24,13 @@ from schemathesis.checks import not_a_server_error
 
 from extension.api import ExtensionContext, register
 from extension.auth import Authenticator
-from extension.kube import Kube
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
 from tests.integration.test_extension import grant
 from tests.reliability.support import FIGURES, https, post_json
 from tests.webhook_process import WebhookProcess, running_webhook
 from webhook.cache import StaticCache
+from webhook.kubeapi import Kube
 from webhook.server import create_app
 from webhook.settings import Settings
 from webhook.state import ClusterState
