@@ -17,7 +17,12 @@ import requests
 import yaml
 
 from demo.seed import seed
-from tests.harness.controlplane import ControlPlane, die_with_parent, free_port, start_controlplane
+from tests.harness.controlplane import (
+    ControlPlane,
+    free_port,
+    set_parent_death_signal,
+    start_controlplane,
+)
 from tests.harness.simulator import KubeVirtSimulator, Scenario
 from webhook.kubeapi import KubeError
 
@@ -152,7 +157,7 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
-            preexec_fn=die_with_parent,
+            preexec_fn=set_parent_death_signal,
         )
 
 

@@ -65,7 +65,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def die_with_parent() -> None:
+def set_parent_death_signal() -> None:
     """Child-side: get SIGKILL when the test process dies, so no orphan outlives an interrupted run."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -206,7 +206,7 @@ def _spawn(args: list[str], log: Path, die_with_parent: bool) -> subprocess.Pope
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent if die_with_parent else None,
+            preexec_fn=set_parent_death_signal if die_with_parent else None,
             start_new_session=not die_with_parent,
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.controlplane import die_with_parent, free_port
+from tests.harness.controlplane import free_port, set_parent_death_signal
 
 READY_TIMEOUT_S = 30.0
 
@@ -92,7 +92,7 @@ def start_prometheus(targets: list[str], scrape_interval: str = "500ms") -> Prom
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
+        preexec_fn=set_parent_death_signal,
     )
     prom = Prometheus(f"http://127.0.0.1:{port}", process, workdir)
     deadline = time.monotonic() + READY_TIMEOUT_S
