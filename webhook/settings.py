@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from webhook import flags
 from webhook.errors import InputError
+from webhook.flags import LOG_LEVELS, Flag, env_name
 
-ENV_PREFIX = "MIGRATION_GUARD_"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(text: str | float | int, name: str = "duration") -> float:
-    """Seconds from '90', '90s', '15m', '12h', '365d' (why: certificate lifetimes read better)."""
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if not match:
-            raise InputError(f"{name}: {text!r} is not a duration (examples: 30s, 15m, 12h, 365d)")
-        value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if value <= 0:
-        raise InputError(f"{name}: must be greater than zero, got {text!r}")
-    return value
+__all__ = [
+    "Settings",
+    "build_parser",
+    "env_name",
+    "parse_settings",
+    "settings_help",
+]
 
 
 @dataclass(frozen=True)
@@ -66,140 +57,119 @@ class Settings:
         return max(0.2, min(self.cert_check_interval_seconds, self.cert_renew_before_seconds / 4))
 
 
-# (attribute, flag, help). The environment variable is ENV_PREFIX + FLAG_IN_CAPITALS.
-_SPECS: list[tuple[str, str, str]] = [
-    ("bind", "--bind", "host:port to listen on with TLS (default 0.0.0.0:8443)"),
-    ("kubeconfig", "--kubeconfig", "kubeconfig file; default: in-cluster config, else KUBECONFIG"),
-    ("namespace", "--namespace", "namespace of the Service and the certificate Secret"),
-    ("service_name", "--service-name", "Service name put in the certificate's DNS names"),
-    (
+FLAGS: list[Flag] = [
+    Flag("bind", "--bind", "host:port to listen on with TLS (default 0.0.0.0:8443)", "hostport"),
+    Flag(
+        "kubeconfig", "--kubeconfig", "kubeconfig file; default: in-cluster config, else KUBECONFIG"
+    ),
+    Flag("namespace", "--namespace", "namespace of the Service and the certificate Secret"),
+    Flag("service_name", "--service-name", "Service name put in the certificate's DNS names"),
+    Flag(
         "webhook_config_name",
         "--webhook-config-name",
         "ValidatingWebhookConfiguration whose webhooks get the caBundle ('' = do not patch)",
     ),
-    ("cert_secret_name", "--cert-secret-name", "Secret that stores the generated CA and cert"),
-    ("tls_cert_file", "--tls-cert-file", "serving certificate (PEM) given e.g. by cert-manager"),
-    ("tls_key_file", "--tls-key-file", "private key (PEM) of --tls-cert-file"),
-    ("cert_dir", "--cert-dir", "where generated cert files are written (default: a temp dir)"),
-    (
+    Flag("cert_secret_name", "--cert-secret-name", "Secret that stores the generated CA and cert"),
+    Flag(
+        "tls_cert_file", "--tls-cert-file", "serving certificate (PEM) given e.g. by cert-manager"
+    ),
+    Flag("tls_key_file", "--tls-key-file", "private key (PEM) of --tls-cert-file"),
+    Flag("cert_dir", "--cert-dir", "where generated cert files are written (default: a temp dir)"),
+    Flag(
         "cert_hosts",
         "--cert-hosts",
         "extra DNS names or IPs for the generated cert, comma-separated",
+        "list",
     ),
-    ("ca_validity_seconds", "--ca-validity", "lifetime of a generated CA (default 3650d)"),
-    ("cert_validity_seconds", "--cert-validity", "lifetime of a serving cert (default 365d)"),
-    (
+    Flag(
+        "ca_validity_seconds",
+        "--ca-validity",
+        "lifetime of a generated CA (default 3650d)",
+        "duration",
+    ),
+    Flag(
+        "cert_validity_seconds",
+        "--cert-validity",
+        "lifetime of a serving cert (default 365d)",
+        "duration",
+    ),
+    Flag(
         "cert_renew_before_seconds",
         "--cert-renew-before",
         "renew a generated cert this long before it expires (default 30d)",
+        "duration",
     ),
-    (
+    Flag(
         "cert_check_interval_seconds",
         "--cert-check-interval",
         "how often certs/files are checked for renewal or change (default 60s)",
+        "duration",
     ),
-    (
+    Flag(
         "stale_cache_policy",
         "--stale-cache-policy",
         "answer when the cache never synced or is too old: deny (default) or allow",
+        "choice",
+        ("deny", "allow"),
     ),
-    (
+    Flag(
         "max_cache_age_seconds",
         "--max-cache-age",
         "the cache is stale when no list/event/bookmark arrived for this long (default 180s)",
+        "duration",
     ),
-    (
+    Flag(
         "watch_timeout_seconds",
         "--watch-timeout",
         "server-side timeout of each watch request, seconds (default 60)",
+        "int",
     ),
-    (
+    Flag(
         "completion_timeout_per_gib",
         "--completion-timeout-per-gib",
         "seconds of completion timeout per GiB, shown in warnings (default 800)",
+        "int",
     ),
-    ("progress_timeout_seconds", "--progress-timeout", "progress timeout, seconds (default 150)"),
-    ("max_body_bytes", "--max-body-bytes", "largest accepted request body (default 1048576)"),
-    ("threads", "--threads", "request threads of the single gunicorn worker (default 8)"),
-    ("log_level", "--log-level", "debug, info, warning or error (default info)"),
+    Flag(
+        "progress_timeout_seconds",
+        "--progress-timeout",
+        "progress timeout, seconds (default 150)",
+        "int",
+    ),
+    Flag(
+        "max_body_bytes",
+        "--max-body-bytes",
+        "largest accepted request body (default 1048576)",
+        "int",
+    ),
+    Flag(
+        "threads", "--threads", "request threads of the single gunicorn worker (default 8)", "int"
+    ),
+    Flag(
+        "log_level",
+        "--log-level",
+        "debug, info, warning or error (default info)",
+        "choice",
+        LOG_LEVELS,
+    ),
 ]
-
-_DURATIONS = {
-    "ca_validity_seconds",
-    "cert_validity_seconds",
-    "cert_renew_before_seconds",
-    "cert_check_interval_seconds",
-    "max_cache_age_seconds",
-}
-_INTS = {
-    "watch_timeout_seconds",
-    "completion_timeout_per_gib",
-    "progress_timeout_seconds",
-    "max_body_bytes",
-    "threads",
-}
-
-
-def env_name(flag: str) -> str:
-    """--cert-validity -> MIGRATION_GUARD_CERT_VALIDITY."""
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
 def settings_help() -> list[tuple[str, str, str]]:
     """(flag, env var, help) for every setting; used by docs and --help."""
-    return [(flag, env_name(flag), text) for _, flag, text in _SPECS]
+    return flags.settings_help(FLAGS)
 
 
 def build_parser(prog: str = "migration-guard webhook") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Serve the migration rules as a validating admission webhook over TLS.",
-        epilog="Each flag can also be set with the environment variable shown in brackets.",
+    return flags.build_parser(
+        prog, "Serve the migration rules as a validating admission webhook over TLS.", FLAGS
     )
-    for attr, flag, text in _SPECS:
-        parser.add_argument(flag, dest=attr, default=None, help=f"{text} [{env_name(flag)}]")
-    return parser
-
-
-def _convert(attr: str, flag: str, raw: str) -> object:
-    if attr in _DURATIONS:
-        return parse_duration(raw, flag)
-    if attr in _INTS:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InputError(f"{flag}: {raw!r} is not a whole number") from None
-        if value <= 0:
-            raise InputError(f"{flag}: must be greater than zero, got {raw!r}")
-        return value
-    if attr == "cert_hosts":
-        return tuple(h.strip() for h in raw.split(",") if h.strip())
-    if attr == "stale_cache_policy" and raw not in ("deny", "allow"):
-        raise InputError(f"{flag}: must be 'deny' or 'allow', got {raw!r}")
-    if attr == "log_level" and raw.lower() not in ("debug", "info", "warning", "error"):
-        raise InputError(f"{flag}: must be debug, info, warning or error, got {raw!r}")
-    if attr == "bind":
-        host, sep, port = raw.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InputError(f"{flag}: {raw!r} is not host:port")
-    return raw
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Settings:
     """Settings from command-line flags, then environment, then defaults; InputError if bad."""
     env = os.environ if env is None else env
-    args = build_parser().parse_args(list(argv))
-    values: dict[str, object] = {}
-    for attr, flag, _ in _SPECS:
-        raw = getattr(args, attr)
-        if raw is None:
-            raw = env.get(env_name(flag))
-        if raw is None and attr == "kubeconfig":
-            raw = env.get("KUBECONFIG")
-        if raw is None:
-            continue
-        values[attr] = _convert(attr, flag, raw)
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**flags.parse(build_parser(), FLAGS, argv, env))  # type: ignore[arg-type]
     _check(settings)
     return settings
 

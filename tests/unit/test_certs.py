@@ -10,7 +10,8 @@ from cryptography import x509
 
 from webhook import certs
 from webhook.errors import InputError
-from webhook.settings import Settings, env_name, parse_duration, parse_settings
+from webhook.flags import parse_duration
+from webhook.settings import Settings, env_name, parse_settings
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 S = Settings(
@@ -113,7 +114,7 @@ def test_durations_and_settings_from_flags_and_env():
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--stale-cache-policy", "maybe"], "'deny' or 'allow'"),
+        (["--stale-cache-policy", "maybe"], "must be one of deny, allow"),
         (["--bind", "8443"], "host:port"),
         (["--cert-validity", "1h", "--cert-renew-before", "2h"], "shorter than --cert-validity"),
         (["--tls-cert-file", "/nope"], "given together"),
