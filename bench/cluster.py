@@ -81,13 +81,22 @@ class Api:
                 pass
 
 
+def _create_node(api: Api, i: int) -> None:
+    api.request("POST", "/api/v1/nodes", o.node(i, api_shape=True))
+    # kube-apiserver's TaintNodesByCondition admission taints new nodes not-ready; the node
+    # lifecycle controller that lifts it once the node is Ready does not run here.
+    api.request(
+        "PATCH",
+        f"/api/v1/nodes/node-{i}",
+        {"spec": {"taints": None}},
+        "application/merge-patch+json",
+    )
+
+
 def create_nodes(api: Api, start: int, stop: int) -> float:
     """Nodes node-start..node-(stop-1), status included (kubelet registers nodes that way)."""
     began = time.perf_counter()
-    api.parallel(
-        lambda i: api.request("POST", "/api/v1/nodes", o.node(i, api_shape=True)),
-        range(start, stop),
-    )
+    api.parallel(lambda i: _create_node(api, i), range(start, stop))
     return time.perf_counter() - began
 
 

@@ -8,6 +8,7 @@ The `kubectl create` baseline runs first, before any webhook is registered.
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -22,7 +23,8 @@ from bench.load import fixed_rate, wrk
 from bench.results import Figure
 from tests.harness.controlplane import ControlPlane, running_controlplane
 
-NODES, VMIS = 1000, 10_000
+NODES = 1000
+VMIS = int(os.environ.get("MG_BENCH_VMIS", "10000"))  # smaller only to debug the benchmark
 RATE = 200.0
 
 
