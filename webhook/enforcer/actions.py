@@ -8,6 +8,7 @@ be touched. The delete carries a UID precondition, so a new VMIM with the same n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -54,7 +55,22 @@ def abort_annotation(decision: Decision, vmim: dict, now: float) -> str:
     )
 
 
-def event_body(obj: dict, kind: str, decision: Decision, now: float, instance: str) -> dict:
+def event_name(obj_name: str, kind: str, migration_uid: str | None) -> str:
+    """One name per (object, migration): a replica taking over mid-abort cannot record it twice."""
+    if not migration_uid:
+        return f"{obj_name}.{uuid.uuid4().hex[:16]}"
+    digest = hashlib.sha256(f"{kind}/{migration_uid}".encode()).hexdigest()[:16]
+    return f"{obj_name[:236]}.{digest}"
+
+
+def event_body(
+    obj: dict,
+    kind: str,
+    decision: Decision,
+    now: float,
+    instance: str,
+    migration_uid: str | None = None,
+) -> dict:
     """A core/v1 Warning Event about `obj` (kubectl describe and get events show it)."""
     meta = obj.get("metadata") or {}
     stamp = rfc3339(now)
@@ -62,7 +78,7 @@ def event_body(obj: dict, kind: str, decision: Decision, now: float, instance: s
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+            "name": event_name(str(meta.get("name")), kind, migration_uid),
             "namespace": meta.get("namespace"),
         },
         "involvedObject": {
@@ -87,15 +103,19 @@ def event_body(obj: dict, kind: str, decision: Decision, now: float, instance: s
 
 
 def _post_event(
-    api: ApiClient, obj: dict, kind: str, decision: Decision, now: float, who: str
+    api: ApiClient, obj: dict, kind: str, decision: Decision, now: float, who: str, uid: str
 ) -> None:
     namespace = (obj.get("metadata") or {}).get("namespace")
-    call(
-        api,
-        "POST",
-        f"/api/v1/namespaces/{namespace}/events",
-        event_body(obj, kind, decision, now, who),
-    )
+    try:
+        call(
+            api,
+            "POST",
+            f"/api/v1/namespaces/{namespace}/events",
+            event_body(obj, kind, decision, now, who, uid),
+        )
+    except KubeError as err:
+        if err.status != 409:  # 409: recorded already, by a replica that died before the delete
+            raise
 
 
 def reread_vmim(api: ApiClient, namespace: str, name: str, uid: str) -> tuple[dict | None, str]:
@@ -135,10 +155,10 @@ def abort(
     if current is None:
         return Outcome(False, why_not)
     if vmi is not None:
-        _post_event(api, vmi, "VirtualMachineInstance", decision, now, identity)
+        _post_event(api, vmi, "VirtualMachineInstance", decision, now, identity, uid)
     if vm is not None:
         vm_name = (vm.get("metadata") or {}).get("name")
-        _post_event(api, vm, "VirtualMachine", decision, now, identity)
+        _post_event(api, vm, "VirtualMachine", decision, now, identity, uid)
         patch = {
             "metadata": {"annotations": {ABORT_ANNOTATION: abort_annotation(decision, vmim, now)}}
         }
