@@ -188,6 +188,10 @@ class Informer:
                 item.setdefault("kind", self.kind)
                 if api_version:
                     item.setdefault("apiVersion", api_version)
+                # Slim page by page: a list of 100,000 pods must not be held raw at once. A
+                # malformed item stays as is: replace_all rejects it and _valid logs it.
+                with contextlib.suppress(InputError):
+                    item = slim(item)
                 items.append(item)
             meta = body.get("metadata") or {}
             token = meta.get("continue")
