@@ -1,9 +1,9 @@
 """Child process of the memory benchmark: the server's app and cache, filled, then its RSS.
 
 Run as `python -m bench.memory_child '{"nodes": N, "vmis": V, "pods": P}'`; prints one JSON line.
-The objects go through JSON and `ClusterState.apply` one by one, as watch events do, so each full-size API
-object is garbage right after it is slimmed; what stays is what the cache keeps. Bytes per object
-come from tracemalloc on a small sample of each kind.
+The objects take the informer's list path (JSON pages of 500 decoded and slimmed page by page,
+then `ClusterState.replace_all`); what stays is what the cache keeps. Bytes per object come from
+tracemalloc on a small sample of each kind, applied one by one as watch events are.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tracemalloc
 
 from bench import objects as o
 from webhook.settings import Settings
-from webhook.state import ClusterState
+from webhook.state import ClusterState, slim
 
 
 def rss_mb() -> float:
@@ -49,6 +49,15 @@ def as_received(obj: dict) -> dict:
     return json.loads(json.dumps(obj))
 
 
+def listed(make, count: int, page: int = 500) -> list[dict]:
+    """What webhook.informer's list hands to replace_all: pages decoded from JSON, slimmed."""
+    items: list[dict] = []
+    for start in range(0, count, page):
+        body = json.dumps({"items": [make(i) for i in range(start, min(count, start + page))]})
+        items += [slim(item) for item in json.loads(body)["items"]]
+    return items
+
+
 def bytes_per_object(make, n: int = 200) -> float:
     state = ClusterState()
     gc.collect()
@@ -72,12 +81,9 @@ def main() -> None:
     gc.collect()
     empty = rss_mb()
     started = time.perf_counter()
-    for i in range(nodes):
-        state.apply(as_received(o.node(i)))
-    for i in range(vmis):
-        state.apply(as_received(o.vmi(i, nodes)))
-    for i in range(pods):
-        state.apply(as_received(o.pod(i, nodes, vmis)))
+    state.replace_all("Node", listed(o.node, nodes))
+    state.replace_all("VirtualMachineInstance", listed(lambda i: o.vmi(i, nodes), vmis))
+    state.replace_all("Pod", listed(lambda i: o.pod(i, nodes, vmis), pods))
     fill = time.perf_counter() - started
     gc.collect()
     full = rss_mb()
