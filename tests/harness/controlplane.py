@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,8 +254,15 @@ def install_crds(plane: ControlPlane) -> None:
         raise ControlPlaneError(f"CRDs not established: {result.stderr}")
 
 
-def start_controlplane(workdir: Path | None = None, die_with_parent: bool = True) -> ControlPlane:
-    """Start etcd and kube-apiserver on free loopback ports and wait until the API is ready."""
+def start_controlplane(
+    workdir: Path | None = None,
+    die_with_parent: bool = True,
+    apiserver_args: Sequence[str] = (),
+) -> ControlPlane:
+    """Start etcd and kube-apiserver on free loopback ports and wait until the API is ready.
+
+    `apiserver_args` are appended to kube-apiserver's flags (a test of watch expiry, say).
+    """
     bin_dir = controlplane_bin_dir()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mg-controlplane-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +317,7 @@ def start_controlplane(workdir: Path | None = None, die_with_parent: bool = True
                     "--allow-privileged=true",
                     "--endpoint-reconciler-type=none",
                     f"--cert-dir={workdir / 'certs'}",
+                    *apiserver_args,
                 ],
                 workdir / "kube-apiserver.log",
                 die_with_parent,
@@ -325,9 +334,9 @@ def start_controlplane(workdir: Path | None = None, die_with_parent: bool = True
 
 
 @contextlib.contextmanager
-def running_controlplane(workdir: Path | None = None):
+def running_controlplane(workdir: Path | None = None, apiserver_args: Sequence[str] = ()):
     """Context manager: a control plane that is stopped and removed on exit, also on errors."""
-    plane = start_controlplane(workdir)
+    plane = start_controlplane(workdir, apiserver_args=apiserver_args)
     try:
         yield plane
     finally:
