@@ -31,10 +31,10 @@ import requests
 from bench import objects as o
 from bench.server import ECHO_PATH
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.registration import local_webhook_configuration
 
 REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_CONFIG = "migration-guard-bench"
-WEBHOOK_NAME = "vmim.migration-guard.io"
 SERVER_NAMESPACE = "migration-guard"
 VMI_PATH = f"/apis/kubevirt.io/v1/namespaces/{o.NAMESPACE}/virtualmachineinstances"
 
@@ -123,32 +123,6 @@ def create_workload(api: Api, vmis: int, nodes: int) -> float:
     return time.perf_counter() - began
 
 
-def webhook_config(port: int) -> dict:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": WEBHOOK_CONFIG},
-        "webhooks": [
-            {
-                "name": WEBHOOK_NAME,
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
-                "rules": [
-                    {
-                        "apiGroups": ["kubevirt.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["virtualmachineinstancemigrations"],
-                    }
-                ],
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }
-        ],
-    }
-
-
 @dataclass
 class BenchServer:
     proc: subprocess.Popen
@@ -197,7 +171,7 @@ def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
     api.request(
         "POST",
         "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-        webhook_config(port),
+        local_webhook_configuration(WEBHOOK_CONFIG, port),
     )
     log = workdir / "server.log"
     args = [

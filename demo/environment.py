@@ -23,6 +23,7 @@ from tests.harness.controlplane import (
     set_parent_death_signal,
     start_controlplane,
 )
+from tests.harness.registration import local_webhook_configuration
 from tests.harness.simulator import KubeVirtSimulator, Scenario
 from webhook.kubeapi import KubeError
 
@@ -30,7 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 MIGRATION_GUARD = REPO / ".venv" / "bin" / "migration-guard"
 SYSTEM_NS = "migration-guard"
 VWC_NAME = "migration-guard"
-WEBHOOK_NAME = "vmim.migration-guard.io"
 VM_NS = "default"
 # VMs the simulator moves when a migration is admitted (migrating-vm's old migration stays put).
 SIMULATED_VMS = (
@@ -92,32 +92,6 @@ class Demo:
         self.plane.stop()
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _vwc(port: int) -> dict:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": VWC_NAME},
-        "webhooks": [
-            {
-                "name": WEBHOOK_NAME,
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
-                "rules": [
-                    {
-                        "apiGroups": ["kubevirt.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["virtualmachineinstancemigrations"],
-                    }
-                ],
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }
-        ],
-    }
 
 
 def _alice_rbac() -> dict:
@@ -212,7 +186,13 @@ def _start(demo: Demo, say) -> None:
     say(f"  {kinds.count('Node')} nodes, {kinds.count('VirtualMachine')} VMs")
     _kubectl(plane, "create", "namespace", SYSTEM_NS)
     _kubectl(plane, "apply", "-f", "-", input=json.dumps(_alice_rbac()))
-    _kubectl(plane, "create", "-f", "-", input=json.dumps(_vwc(demo.port)))
+    _kubectl(
+        plane,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(local_webhook_configuration(VWC_NAME, demo.port)),
+    )
 
     demo.simulator = KubeVirtSimulator(api, phase_seconds=0.4, poll_seconds=0.2).start()
     for vm in SIMULATED_VMS:

@@ -27,9 +27,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.registration import local_webhook_configuration
 
 REPO = Path(__file__).resolve().parent.parent
-WEBHOOK_NAME = "vmim.migration-guard.io"
 
 
 @dataclass
@@ -66,33 +66,6 @@ class WebhookProcess:
         assert result.returncode == 0, result.stderr
 
 
-def _webhook_config(name: str, port: int, label: str, value: str) -> dict:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": WEBHOOK_NAME,
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
-                "rules": [
-                    {
-                        "apiGroups": ["kubevirt.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["virtualmachineinstancemigrations"],
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {label: value}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }
-        ],
-    }
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -113,7 +86,7 @@ def running_webhook(plane: ControlPlane, *extra_args: str) -> Iterator[WebhookPr
     label, value = "migration-guard.io/test-webhook", tag
     assert plane.kubectl("create", "namespace", secret_ns).returncode == 0
     adm = k8s.AdmissionregistrationV1Api(api)
-    config = json.dumps(_webhook_config(config_name, port, label, value))
+    config = json.dumps(local_webhook_configuration(config_name, port, {label: value}))
     created = plane.kubectl("create", "-f", "-", input=config)
     assert created.returncode == 0, created.stderr
     workdir = Path(tempfile.mkdtemp(prefix="mg-webhook-test-"))

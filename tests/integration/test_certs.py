@@ -16,7 +16,8 @@ from cryptography import x509
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
-from tests.webhook_process import WEBHOOK_NAME, running_webhook
+from tests.harness.registration import WEBHOOK_NAME
+from tests.webhook_process import running_webhook
 from webhook import certs
 from webhook.settings import Settings
 

@@ -35,6 +35,7 @@ import yaml
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.registration import local_webhook_configuration
 from tests.harness.simulator import KubeVirtSimulator, Scenario, create_vm
 from tests.integration.chart_support import render
 
@@ -200,30 +201,7 @@ def recorded(controlplane: ControlPlane, tmp_path_factory) -> Recorded:
     kubeconfig = sa_kubeconfig(controlplane, release_ns, release, work / "sa-kubeconfig")
 
     port, enforcer_port = free_port(), free_port()
-    vwc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": release},
-        "webhooks": [
-            {
-                "name": "vmim.migration-guard.io",
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
-                "rules": [
-                    {
-                        "apiGroups": ["kubevirt.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["virtualmachineinstancemigrations"],
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {"rbac-test": tag}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }
-        ],
-    }
+    vwc = local_webhook_configuration(release, port, {"rbac-test": tag})
     kubectl_ok(controlplane, "create", "-f", "-", input=json.dumps(vwc))
 
     admin = controlplane.api_client()

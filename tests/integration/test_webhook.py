@@ -14,7 +14,8 @@ import pytest
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
-from tests.webhook_process import WEBHOOK_NAME, WebhookProcess, running_webhook
+from tests.harness.registration import WEBHOOK_NAME
+from tests.webhook_process import WebhookProcess, running_webhook
 
 pytestmark = pytest.mark.controlplane
 

@@ -22,8 +22,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
+from tests.harness.registration import WEBHOOK_NAME
 from tests.reliability.support import FIGURES, post_json
-from tests.webhook_process import WEBHOOK_NAME, running_webhook
+from tests.webhook_process import running_webhook
 
 pytestmark = pytest.mark.controlplane
 

@@ -1,0 +1,39 @@
+"""The ValidatingWebhookConfiguration that points the test API server at a webhook on loopback.
+
+Shaped like the chart's (CREATE of kubevirt.io/v1 virtualmachineinstancemigrations, sideEffects
+None, failurePolicy Fail), but with `url` instead of a Service; the server writes the caBundle.
+"""
+
+from __future__ import annotations
+
+WEBHOOK_NAME = "vmim.migration-guard.io"
+
+
+def local_webhook_configuration(
+    name: str, port: int, namespace_labels: dict[str, str] | None = None
+) -> dict:
+    """`namespace_labels` limits the webhook to labelled namespaces, so tests do not disturb others."""
+    webhook: dict = {
+        "name": WEBHOOK_NAME,
+        "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
+        "rules": [
+            {
+                "apiGroups": ["kubevirt.io"],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["virtualmachineinstancemigrations"],
+            }
+        ],
+        "failurePolicy": "Fail",
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": 10,
+    }
+    if namespace_labels:
+        webhook["namespaceSelector"] = {"matchLabels": namespace_labels}
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook],
+    }
