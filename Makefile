@@ -22,7 +22,7 @@ controlplane:
 
 # Debian's prometheus, scraped by the enforcer's integration tests.
 prometheus:
-	@bash hack/install-prometheus.sh
+	@bash hack/install-debian-tool.sh prometheus
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -46,7 +46,7 @@ demo: venv controlplane prometheus
 # Benchmarks (not part of `make test`): wrk from Debian, the profilers from the `bench` extra.
 # ARGS="--only lookup,enforcer --quick" for a subset; figures go to bench/results.json.
 bench: venv controlplane
-	@bash hack/install-wrk.sh
+	@bash hack/install-debian-tool.sh wrk
 	@$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m bench $(ARGS)
 

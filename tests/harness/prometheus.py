@@ -1,6 +1,6 @@
 """A real Prometheus server for tests: Debian's `prometheus` binary scraping given targets.
 
-hack/install-prometheus.sh installs it (apt). The server listens on 127.0.0.1 only, keeps its TSDB in
+`hack/install-debian-tool.sh prometheus` installs it (apt). The server listens on 127.0.0.1 only, keeps its TSDB in
 a temp dir, and scrapes fast (the tests scale timeouts down to seconds).
 """
 
@@ -31,7 +31,7 @@ def prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if not found:
         raise PrometheusError(
-            "no `prometheus` binary: run `bash hack/install-prometheus.sh` (root)"
+            "no `prometheus` binary: run `bash hack/install-debian-tool.sh prometheus` (root)"
         )
     return found
 
