@@ -12,10 +12,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from kubernetes import config as k8s_config
-
-from extension.api import register_extension
-from webhook.errors import InputError
 from webhook.settings import Settings, env_name, parse_settings
 
 # flag -> default when neither the flag nor its environment variable is given
@@ -37,21 +33,9 @@ def extension_settings(argv: Sequence[str], env: Mapping[str, str] | None = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `migration-guard extension`; 2 on bad settings, with a one-line message."""
-    from webhook import serve  # the webhook's gunicorn + TLS runner, shared
+    from webhook.serve import serve_command  # the webhook's gunicorn + TLS runner, shared
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        settings = extension_settings(argv)
-    except InputError as exc:
-        print(f"migration-guard extension: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return serve.run(settings, extensions=[register_extension])
-    except (InputError, OSError, k8s_config.ConfigException) as exc:
-        print(f"migration-guard extension: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # gunicorn exits this way
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return serve_command("extension", extension_settings, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -141,13 +141,19 @@ def run(settings: Settings, extensions: Iterable[Extension] = ()) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `migration-guard webhook`; 2 on bad settings, with a one-line message."""
+def serve_command(
+    command: str, parse: Callable[[list[str]], Settings], argv: Sequence[str] | None
+) -> int:
+    """Parse settings, then serve the webhook and the extension backend on one app and cache.
+
+    Shared by `migration-guard webhook` and `migration-guard extension` (which differ only in
+    their defaults); 2 on bad settings or an unusable environment, with a one-line message.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        settings = parse_settings(argv)
+        settings = parse(argv)
     except InputError as e:
-        print(f"migration-guard webhook: {e}", file=sys.stderr)
+        print(f"migration-guard {command}: {e}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
     try:
@@ -155,10 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(settings, extensions=[register_extension])
     except (InputError, OSError, k8s_config.ConfigException) as e:
-        print(f"migration-guard webhook: {e}", file=sys.stderr)
+        print(f"migration-guard {command}: {e}", file=sys.stderr)
         return 2
-    except SystemExit as e:
+    except SystemExit as e:  # gunicorn exits this way
         return int(e.code or 0) if isinstance(e.code, int | type(None)) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `migration-guard webhook`."""
+    return serve_command("webhook", parse_settings, argv)
 
 
 if __name__ == "__main__":
