@@ -250,16 +250,17 @@ class _Views:
                 kubevirt_path(namespace, "virtualmachineinstancemigrations"), body
             )
         except KubeError as exc:
-            relayed = exc.causes()
-            if not relayed and "admission webhook" in exc.message:
-                relayed = [{"code": "Denied", "message": exc.message, "field": None}]
-            if exc.status in (400, 403, 422) and relayed:
-                raise ApiError(
-                    422,
-                    f"the API server refused the migration of VM {namespace}/{name}: {exc.message}",
-                    causes=relayed,
-                ) from None
-            raise
+            if exc.status not in (400, 403, 422):
+                raise
+            # Refused by admission (this webhook, another webhook, a ValidatingAdmissionPolicy)
+            # or by the API server: the caller gets its causes, or its message as the one cause.
+            reason = exc.body.get("reason") or "Denied"
+            relayed = exc.causes() or [{"code": reason, "message": exc.message, "field": None}]
+            raise ApiError(
+                422,
+                f"the API server refused the migration of VM {namespace}/{name}: {exc.message}",
+                causes=relayed,
+            ) from None
         meta = created.get("metadata") or {}
         log.info(
             "user %s started migration %s/%s of VM %s to %s",

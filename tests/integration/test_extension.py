@@ -639,3 +639,89 @@ def test_extension_command_serves_the_api_alone(controlplane, tmp_path, namespac
         assert found == {"nodes": [f"{namespace}-ok"]}
     finally:
         stop_server(srv)
+
+
+def test_migrate_relays_a_refusal_by_another_admission_policy_as_422(
+    controlplane, server, namespace
+):
+    """The rules allow it, but a ValidatingAdmissionPolicy of the cluster refuses the VMIM."""
+    ns = namespace
+    make_node(controlplane, f"{ns}-src", ns)
+    make_node(controlplane, f"{ns}-dst", ns)
+    make_vm(controlplane, ns, "frozen", f"{ns}-src")
+    policy = f"freeze-{ns}"
+    controlplane.apply_yaml(
+        json.dumps(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["kubevirt.io"],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE"],
+                                "resources": ["virtualmachineinstancemigrations"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": "false",
+                            "message": "migrations are frozen for a change window",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    controlplane.apply_yaml(
+        json.dumps(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+                    },
+                },
+            }
+        )
+    )
+    try:
+        probe = json.dumps(
+            {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"generateName": "probe-", "namespace": ns},
+                "spec": {"vmiName": "frozen"},
+            }
+        )
+        wait_for(
+            lambda: (
+                "frozen for a change window"
+                in controlplane.kubectl("create", "--dry-run=server", "-f", "-", input=probe).stderr
+            ),
+            what="the policy to be in force",
+        )
+        admin = controlplane.token("admin")
+        wait_for(
+            lambda: server.targets(admin, ns, "frozen").json().get("allowed"),
+            what="the rules to allow the migration",
+        )
+        response = server.action(admin, ns, "frozen", "migrate", json={"nodeName": f"{ns}-dst"})
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert "frozen for a change window" in body["error"]
+        assert len(body["causes"]) == 1
+        assert "frozen for a change window" in body["causes"][0]["message"]
+        assert vmims(controlplane, ns) == []
+    finally:
+        controlplane.kubectl("delete", "validatingadmissionpolicybinding", policy)
+        controlplane.kubectl("delete", "validatingadmissionpolicy", policy)
