@@ -19,6 +19,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
 
 from webhook.cache import ClusterCache
 from webhook.certs import CertManager
@@ -163,8 +165,20 @@ def serve_command(
     except (InputError, OSError, k8s_config.ConfigException) as e:
         print(f"migration-guard {command}: {e}", file=sys.stderr)
         return 2
+    except (ApiException, TransportError) as e:  # certificate Secret / caBundle at start
+        print(f"migration-guard {command}: {_api_failure(e)}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # gunicorn exits this way
         return int(e.code or 0) if isinstance(e.code, int | type(None)) else 1
+
+
+def _api_failure(e: ApiException | TransportError) -> str:
+    """One line for a Kubernetes API call that failed before serving (RBAC, API unreachable)."""
+    if isinstance(e, ApiException):
+        detail = f"the Kubernetes API answered {e.status} {e.reason}"
+    else:
+        detail = f"the Kubernetes API is unreachable: {' '.join(str(e).split())}"
+    return f"cannot prepare the serving certificate: {detail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -294,3 +294,24 @@ def test_console_script_end_to_end():
     )
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout)["blockers"][0]["code"] == "PCIDevicePassthrough"
+
+
+def test_webhook_with_an_unreachable_api_exits_2_with_one_line(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    exe = Path(sys.executable).parent / "migration-guard"
+    result = subprocess.run(
+        [str(exe), "webhook", "--kubeconfig", str(kubeconfig), "--bind", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("migration-guard webhook: cannot prepare the serving certificate")
+    assert "Traceback" not in result.stderr
