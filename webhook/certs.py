@@ -421,9 +421,6 @@ class CertManager:
                 raise RuntimeError("certificates not loaded: call refresh() first")
             return self._context
 
-    def ca_bundle(self) -> str | None:
-        return self.store.read()[0].ca_bundle if self.generated else None  # type: ignore[union-attr]
-
     # -- background loop
     def start(self) -> None:
         if self._context is None:
