@@ -23,6 +23,7 @@ from extension.openapi import build_spec
 from extension.status import migration_status
 from webhook.errors import InputError
 from webhook.kubeapi import Kube, KubeError, kubevirt_path
+from webhook.progress import PrometheusSource
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.model import Report, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
@@ -33,6 +34,8 @@ log = logging.getLogger("migration_guard.extension")
 HARVESTER_PREFIX = "/v1/harvester/kubevirt.io.virtualmachines"
 NAMESPACED_PREFIX = "/v1/namespaces"
 MAX_BODY_BYTES = 64 * 1024
+# A status call waits at most this long for Prometheus; without an answer progress shows null.
+PROGRESS_QUERY_TIMEOUT_S = 2.0
 
 
 class StateSource(Protocol):
@@ -331,9 +334,15 @@ def register_extension(app: Flask, cache: Any, settings: Any) -> None:
         cache=cache,
         kube=kube,
         authenticator=Authenticator(kube),
-        timeout_settings=TimeoutSettings(
-            completion_timeout_per_gib=settings.completion_timeout_per_gib,
-            progress_timeout_seconds=settings.progress_timeout_seconds,
-        ),
+        timeout_settings=settings.timeouts,
+        data_remaining=_data_remaining_from(settings.prometheus_url),
     )
     register(app, ctx)
+
+
+def _data_remaining_from(prometheus_url: str) -> Callable[[str, str], int | None] | None:
+    """Data remaining of one VMI's migration, from the Prometheus the enforcer reads too."""
+    if not prometheus_url:
+        return None
+    source = PrometheusSource(prometheus_url, timeout=PROGRESS_QUERY_TIMEOUT_S)
+    return lambda namespace, name: source.fetch().get((namespace, name))

@@ -27,7 +27,8 @@ from webhook import admission
 from webhook.admission import MalformedReview, ReviewRequest
 from webhook.errors import InputError
 from webhook.metrics import WebhookMetrics
-from webhook.rules.model import Problem, TimeoutSettings
+from webhook.rules.engine import evaluate_migration
+from webhook.rules.model import Problem
 from webhook.settings import Settings
 from webhook.state import ClusterState
 
@@ -54,12 +55,6 @@ class Cache(Protocol):
 Extension = Callable[[Flask, Any, Settings], None]
 
 
-def _evaluate(*args: Any, **kwargs: Any) -> Any:
-    from webhook.rules.engine import evaluate_migration  # imported late: one rule engine
-
-    return evaluate_migration(*args, **kwargs)
-
-
 def decide(cache: Cache, settings: Settings, req: ReviewRequest) -> dict:
     """The AdmissionReview answer for one parsed request (the cache must be trusted by now)."""
     namespace, vmi_name = admission.migration_subject(req)
@@ -69,13 +64,11 @@ def decide(cache: Cache, settings: Settings, req: ReviewRequest) -> dict:
         cache.get_vmi_or_fetch(namespace, vmi_name)
     except Exception as e:  # the rules then report the VMI as missing; log why
         log.warning("could not read VMI %s/%s from the API: %s", namespace, vmi_name, e)
-    timeouts = TimeoutSettings(
-        completion_timeout_per_gib=settings.completion_timeout_per_gib,
-        progress_timeout_seconds=settings.progress_timeout_seconds,
-    )
     vm = f"{namespace}/{vmi_name}"
     try:
-        report = _evaluate(cache.state, namespace, vmi_name, vmim=req.object, settings=timeouts)
+        report = evaluate_migration(
+            cache.state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
+        )
     except InputError as e:
         return admission.deny(req, vm, [Problem("InvalidObject", str(e))])
     return admission.respond(req, report)

@@ -10,11 +10,13 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from webhook import flags
 from webhook.errors import InputError
 from webhook.flags import LOG_LEVELS, Flag, env_name
+from webhook.rules.model import TimeoutSettings
 
 __all__ = [
     "Settings",
@@ -48,9 +50,18 @@ class Settings:
     watch_timeout_seconds: int = 60
     completion_timeout_per_gib: int = 800
     progress_timeout_seconds: int = 150
+    prometheus_url: str = ""
     max_body_bytes: int = 1024 * 1024
     threads: int = 8
     log_level: str = "info"
+
+    @cached_property
+    def timeouts(self) -> TimeoutSettings:
+        """The rule engine's timeout settings, so webhook warnings and extension deadlines agree."""
+        return TimeoutSettings(
+            completion_timeout_per_gib=self.completion_timeout_per_gib,
+            progress_timeout_seconds=self.progress_timeout_seconds,
+        )
 
     def check_interval(self) -> float:
         """How often certificates are checked: never less often than a quarter of renew-before."""
@@ -135,6 +146,12 @@ FLAGS: list[Flag] = [
         "--progress-timeout",
         "progress timeout, seconds (default 150)",
         "int",
+    ),
+    Flag(
+        "prometheus_url",
+        "--prometheus-url",
+        "Prometheus the extension reads migration progress (data remaining) from ('' = none)",
+        "url",
     ),
     Flag(
         "max_body_bytes",
