@@ -19,9 +19,9 @@ from extension.status import (
     phase_of,
 )
 from webhook.rules.model import Problem
+from webhook.rules.target import HOSTNAME_LABEL
 
 ACTIONS = ("findMigratableNodes", "migrate", "abortMigration")
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 VMI_NAME_LABEL = "kubevirt.io/vmi-name"
 MAX_NODE_NAME = 253
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook.rules.model import Timeouts
+from webhook.rules.target import HOSTNAME_LABEL
 
 ABORT_ANNOTATION = "migration-guard.io/abort"
 REQUESTED_BY_ANNOTATION = "migration-guard.io/requested-by"
@@ -223,4 +224,4 @@ def _abort_matches(abort: dict, name: str | None, uid: str | None) -> bool:
 
 def _added_hostname(vmim: dict | None) -> str | None:
     selector = _map(_map((vmim or {}).get("spec")).get("addedNodeSelector"))
-    return _str(selector.get("kubernetes.io/hostname"))
+    return _str(selector.get(HOSTNAME_LABEL))
