@@ -15,11 +15,10 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 
 from tests.harness.controlplane import ControlPlane, free_port
-from webhook.kubeapi import KubeError, call
+from webhook.kubeapi import Kube, kubevirt_path
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "migration-guard"
-KV = "/apis/kubevirt.io/v1"
 
 # Timeouts scaled down through settings only: 5 s per GiB, 4 s without progress, 0.5 s checks.
 FAST = [
@@ -148,24 +147,19 @@ def wait_for(fn: Callable[[], object], timeout: float, what: str, every: float =
 
 
 def get_or_none(api: ApiClient, path: str) -> dict | None:
-    try:
-        return call(api, "GET", path)
-    except KubeError as err:
-        if err.status == 404:
-            return None
-        raise
+    return Kube(api).get_or_none(path)
 
 
 def vmim_path(namespace: str, name: str) -> str:
-    return f"{KV}/namespaces/{namespace}/virtualmachineinstancemigrations/{name}"
+    return kubevirt_path(namespace, "virtualmachineinstancemigrations", name)
 
 
 def vmi_path(namespace: str, name: str) -> str:
-    return f"{KV}/namespaces/{namespace}/virtualmachineinstances/{name}"
+    return kubevirt_path(namespace, "virtualmachineinstances", name)
 
 
 def vm_path(namespace: str, name: str) -> str:
-    return f"{KV}/namespaces/{namespace}/virtualmachines/{name}"
+    return kubevirt_path(namespace, "virtualmachines", name)
 
 
 def events_for(controlplane: ControlPlane, namespace: str, name: str) -> list[dict]:
