@@ -56,7 +56,7 @@ class Server:
         return self.call("GET", f"/v1/namespaces/{ns}/virtualmachines/{name}/migration", token)
 
 
-def start_server(controlplane, workdir: Path, command: str) -> Server:
+def start_server(controlplane, workdir: Path, command: str, *extra_args: str) -> Server:
     """`migration-guard <command>` on loopback with a certificate we made (given-cert mode)."""
     now = dt.datetime.now(dt.UTC)
     ca_cert, ca_key = generate_ca(86400, now, "ext-test-ca")
@@ -85,6 +85,7 @@ def start_server(controlplane, workdir: Path, command: str) -> Server:
         "4",
         "--watch-timeout",
         "30",
+        *extra_args,
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(

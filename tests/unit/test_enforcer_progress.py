@@ -8,15 +8,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from webhook.enforcer.progress import (
+from webhook.enforcer.settings import HARVESTER_PROMETHEUS, parse_settings
+from webhook.errors import InputError
+from webhook.progress import (
     ProgressUnavailable,
     PrometheusSource,
     ScrapeSource,
     parse_metrics_text,
     parse_query_response,
 )
-from webhook.enforcer.settings import HARVESTER_PROMETHEUS, parse_settings
-from webhook.errors import InputError
 
 TEXT = """# HELP kubevirt_vmi_migration_data_remaining_bytes The remaining guest OS data to be migrated.
 # TYPE kubevirt_vmi_migration_data_remaining_bytes gauge

@@ -9,9 +9,9 @@ import pytest
 
 from webhook.enforcer.decisions import ABORT, WATCH, parse_time
 from webhook.enforcer.metrics import EnforcerMetrics
-from webhook.enforcer.progress import ProgressUnavailable
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings
+from webhook.progress import ProgressUnavailable
 from webhook.state import ClusterState
 
 START = "2025-01-01T00:00:00Z"

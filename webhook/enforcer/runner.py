@@ -30,10 +30,10 @@ from webhook.enforcer.decisions import (
 )
 from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
-from webhook.enforcer.progress import ProgressSource, ProgressUnavailable
 from webhook.enforcer.settings import EnforcerSettings
 from webhook.errors import InputError
 from webhook.kubeapi import KubeError
+from webhook.progress import ProgressSource, ProgressUnavailable
 from webhook.rules.model import Timeouts, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
 from webhook.state import ClusterState

@@ -21,11 +21,11 @@ from kubernetes import config as k8s_config
 
 from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
-from webhook.enforcer.progress import ProgressSource, PrometheusSource, ScrapeSource
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings, parse_settings
 from webhook.errors import InputError
 from webhook.informer import Informer, custom_list
+from webhook.progress import ProgressSource, PrometheusSource, ScrapeSource
 from webhook.state import VM, VMI, VMIM, ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
