@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from kubernetes.client import ApiClient
 
-from webhook.kubeapi import KubeError, call
+from webhook.kubeapi import KubeError, call, kubevirt_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
 # kind -> (API prefix, plural, namespaced)
@@ -97,12 +97,8 @@ def _link_owner(api: ApiClient, vmi: dict) -> None:
     """The example's ownerReferences carry no real UID: point them at the created VM."""
     for ref in vmi["metadata"].get("ownerReferences") or []:
         if ref.get("kind") == "VirtualMachine":
-            vm = call(
-                api,
-                "GET",
-                f"/apis/kubevirt.io/v1/namespaces/{vmi['metadata']['namespace']}"
-                f"/virtualmachines/{ref['name']}",
-            )
+            path = kubevirt_path(vmi["metadata"]["namespace"], "virtualmachines", ref["name"])
+            vm = call(api, "GET", path)
             ref["uid"] = vm["metadata"]["uid"]
 
 
