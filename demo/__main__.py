@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except (environment.DemoError, ControlPlaneError) as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # start() has stopped what it had started
+        print("demo: interrupted while starting", file=sys.stderr)
+        return 130
     code = 0
     try:
         if args.tour:
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"demo: {', '.join(dead)} exited; see its log in {demo.workdir}",
                         file=sys.stderr,
                     )
-                    return 1
+                    code = 1  # keep the workdir: the message points at its logs
+                    break
     except KeyboardInterrupt:
         pass
     finally:

@@ -41,9 +41,8 @@ def _show(title: str) -> None:
 
 
 def _kubectl(demo: Demo, *args: str, input_file: str | None = None) -> int:
-    shown = ["kubectl", *args] + (["-f", input_file] if input_file else [])
-    print(f"$ {shlex.join(shown)}", flush=True)
     extra = ["-f", input_file] if input_file else []
+    print(f"$ {shlex.join(['kubectl', *args, *extra])}", flush=True)
     result = demo.plane.kubectl(*args, *extra)
     out = (result.stdout + result.stderr).rstrip()
     if out:
