@@ -154,7 +154,7 @@ class ClusterCache:
 
 
 class StaticCache:
-    """A cache over a fixed ClusterState (CLI files, unit tests of the app): always synced."""
+    """A cache over a fixed ClusterState (unit and bad-input tests of the app); synced unless told."""
 
     def __init__(self, state: ClusterState, *, synced: bool = True, age: float = 0.0) -> None:
         self.state = state
