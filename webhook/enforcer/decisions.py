@@ -61,8 +61,10 @@ class Decision:
     @property
     def nearest_deadline(self) -> float | None:
         """The earlier of the completion and progress deadlines (unix seconds), if any."""
-        deadlines = [d for d in (self.completion_deadline, self.progress_deadline) if d is not None]
-        return min(deadlines) if deadlines else None
+        completion, progress = self.completion_deadline, self.progress_deadline
+        if completion is None or progress is None:
+            return progress if completion is None else completion
+        return completion if completion <= progress else progress
 
 
 def parse_time(value: object) -> float | None:
@@ -95,11 +97,24 @@ def progress_point(samples: Sequence[Sample], since: float) -> Sample | None:
 
 
 def prune_samples(samples: Sequence[Sample], since: float) -> list[Sample]:
-    """Drop samples that can no longer change a verdict (before `since` or the progress point)."""
-    point = progress_point(samples, since)
-    if point is None:
+    """Only the samples that can still change a verdict: the progress point and the newest one.
+
+    `decide` reads nothing else, and a sample between them can never become either (a later
+    point needs less data remaining than the current one, a newer sample a later time), so the
+    runner keeps at most two samples per migration however long it runs.
+    """
+    point: Sample | None = None
+    latest: Sample | None = None
+    for sample in samples:
+        if sample.at < since:
+            continue
+        if point is None or sample.remaining_bytes < point.remaining_bytes:
+            point = sample
+        if latest is None or sample.at > latest.at:
+            latest = sample
+    if point is None or latest is None:
         return []
-    return [s for s in samples if s.at >= point.at]
+    return [point] if latest is point else [point, latest]
 
 
 def format_bytes(value: int | None) -> str:
@@ -107,6 +122,141 @@ def format_bytes(value: int | None) -> str:
     if value is None:
         return "unknown"
     return f"{value / GIB:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `decide` reads from the VMIM, VMI and VM: computed once per change of those objects.
+
+    Objects in the ClusterState are replaced, never modified, so the runner remembers one plan
+    per migration while its objects are the same and judges it against samples and time on every
+    check. `early` / `late`: the verdict when it depends on neither samples nor time (checked
+    before / after the aborted-UID check); otherwise the deadlines' inputs.
+    """
+
+    uid: str
+    early: Decision | None = None
+    late: Decision | None = None
+    timeouts: Timeouts | None = None
+    started_at: float = 0.0
+    name: str = ""
+    vmi_name: str | None = None
+
+
+def plan(
+    vmim: dict,
+    vmi: dict | None,
+    vm: dict | None,
+    settings: TimeoutSettings,
+    timeouts: Timeouts | None = None,
+) -> Plan:
+    """Everything of `decide` that depends on the objects alone (see Plan).
+
+    `timeouts`: `compute_timeouts(vmi, settings, vm)` when the caller already has it.
+    """
+    meta = vmim.get("metadata") or {}
+    uid = meta.get("uid") or ""
+    phase = (vmim.get("status") or {}).get("phase") or ""
+    if phase in FINAL_PHASES:
+        return Plan(uid, early=Decision(IGNORE, f"migration is final ({phase})"))
+    if meta.get("deletionTimestamp"):
+        return Plan(uid, early=Decision(IGNORE, "migration is already being deleted"))
+    if vmi is None:
+        return Plan(uid, late=Decision(IGNORE, "VMI does not exist"))
+    state = (vmi.get("status") or {}).get("migrationState") or {}
+    if state.get("migrationUid") != uid:
+        return Plan(uid, late=Decision(PENDING, "migration has not started on the VMI yet"))
+    if state.get("completed") or state.get("failed"):
+        return Plan(uid, late=Decision(IGNORE, "migration finished on the VMI"))
+    started_at = parse_time(state.get("startTimestamp"))
+    if started_at is None:
+        return Plan(uid, late=Decision(PENDING, "migration has no startTimestamp yet"))
+    if timeouts is None:
+        timeouts = compute_timeouts(vmi, settings, vm)
+    return Plan(
+        uid,
+        timeouts=timeouts,
+        started_at=started_at,
+        name=f"{meta.get('namespace')}/{meta.get('name')}",
+        vmi_name=(vmi.get("metadata") or {}).get("name"),
+    )
+
+
+_ALREADY_ABORTED = Decision(IGNORE, "migration was already aborted by this enforcer")
+
+
+def judge(p: Plan, samples: Sequence[Sample], now: float, aborted: Container[str] = ()) -> Decision:
+    """The verdict of plan `p` at `now`, given this process's samples for its VMI."""
+    if p.early is not None:
+        return p.early
+    if p.uid in aborted:
+        return _ALREADY_ABORTED
+    if p.late is not None:
+        return p.late
+    timeouts, started_at = p.timeouts, p.started_at
+    assert timeouts is not None  # set whenever no verdict is settled
+    completion_deadline = started_at + timeouts.completion_timeout_seconds
+    # progress_point() and the newest sample in one walk (this runs for every migration, every check)
+    point: Sample | None = None
+    latest: Sample | None = None
+    for sample in samples:
+        if sample.at < started_at:
+            continue
+        if point is None or sample.remaining_bytes < point.remaining_bytes:
+            point = sample
+        if latest is None or sample.at > latest.at:
+            latest = sample
+    progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
+    remaining = None if latest is None else latest.remaining_bytes
+    elapsed = now - started_at
+    if now >= completion_deadline:
+        message = (
+            f"Migration {p.name} of VM {p.vmi_name} exceeded its completion timeout: "
+            f"{timeouts.data_gib} GiB of data, limit {timeouts.completion_timeout_seconds} s, "
+            f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
+        )
+        return Decision(
+            ABORT,
+            "completion deadline passed",
+            REASON_TIMED_OUT,
+            message,
+            timeouts,
+            started_at,
+            completion_deadline,
+            progress_deadline,
+            remaining,
+        )
+    if point is not None and latest is not None and progress_deadline is not None:
+        still = latest.at - point.at
+        if latest.at >= progress_deadline:
+            message = (
+                f"Migration {p.name} of VM {p.vmi_name} made no progress for {still:.0f} s "
+                f"(limit {timeouts.progress_timeout_seconds} s): {timeouts.data_gib} GiB of "
+                f"data, completion limit {timeouts.completion_timeout_seconds} s, "
+                f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
+            )
+            return Decision(
+                ABORT,
+                "no progress",
+                REASON_STALLED,
+                message,
+                timeouts,
+                started_at,
+                completion_deadline,
+                progress_deadline,
+                remaining,
+            )
+    return Decision(
+        WATCH,
+        "within its limits",
+        None,
+        "",
+        timeouts,
+        started_at,
+        completion_deadline,
+        progress_deadline,
+        remaining,
+    )
 
 
 def decide(
@@ -121,68 +271,7 @@ def decide(
 ) -> Decision:
     """What to do with `vmim` at `now`; `samples` are this process's samples for its VMI.
 
-    `timeouts`: `compute_timeouts(vmi, settings, vm)` when the caller already has it.
+    `timeouts`: `compute_timeouts(vmi, settings, vm)` when the caller already has it. The same as
+    `judge(plan(...), ...)`, which the runner uses to plan once per object change.
     """
-    meta = vmim.get("metadata") or {}
-    uid = meta.get("uid") or ""
-    phase = (vmim.get("status") or {}).get("phase") or ""
-    if phase in FINAL_PHASES:
-        return Decision(IGNORE, f"migration is final ({phase})")
-    if meta.get("deletionTimestamp"):
-        return Decision(IGNORE, "migration is already being deleted")
-    if uid in aborted:
-        return Decision(IGNORE, "migration was already aborted by this enforcer")
-    if vmi is None:
-        return Decision(IGNORE, "VMI does not exist")
-    state = (vmi.get("status") or {}).get("migrationState") or {}
-    if state.get("migrationUid") != uid:
-        return Decision(PENDING, "migration has not started on the VMI yet")
-    if state.get("completed") or state.get("failed"):
-        return Decision(IGNORE, "migration finished on the VMI")
-    started_at = parse_time(state.get("startTimestamp"))
-    if started_at is None:
-        return Decision(PENDING, "migration has no startTimestamp yet")
-
-    if timeouts is None:
-        timeouts = compute_timeouts(vmi, settings, vm)
-    completion_deadline = started_at + timeouts.completion_timeout_seconds
-    # progress_point() and the newest sample in one walk (this runs for every migration, every check)
-    point: Sample | None = None
-    latest: Sample | None = None
-    for sample in samples:
-        if sample.at < started_at:
-            continue
-        if point is None or sample.remaining_bytes < point.remaining_bytes:
-            point = sample
-        if latest is None or sample.at > latest.at:
-            latest = sample
-    progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
-    remaining = None if latest is None else latest.remaining_bytes
-    common = {
-        "timeouts": timeouts,
-        "started_at": started_at,
-        "completion_deadline": completion_deadline,
-        "progress_deadline": progress_deadline,
-        "remaining_bytes": remaining,
-    }
-    name = f"{meta.get('namespace')}/{meta.get('name')}"
-    vmi_name = (vmi.get("metadata") or {}).get("name")
-    elapsed = now - started_at
-    if now >= completion_deadline:
-        message = (
-            f"Migration {name} of VM {vmi_name} exceeded its completion timeout: "
-            f"{timeouts.data_gib} GiB of data, limit {timeouts.completion_timeout_seconds} s, "
-            f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
-        )
-        return Decision(ABORT, "completion deadline passed", REASON_TIMED_OUT, message, **common)
-    if point is not None and latest is not None and progress_deadline is not None:
-        still = latest.at - point.at
-        if latest.at >= progress_deadline:
-            message = (
-                f"Migration {name} of VM {vmi_name} made no progress for {still:.0f} s "
-                f"(limit {timeouts.progress_timeout_seconds} s): {timeouts.data_gib} GiB of data, "
-                f"completion limit {timeouts.completion_timeout_seconds} s, "
-                f"elapsed {elapsed:.0f} s, data remaining {format_bytes(remaining)}"
-            )
-            return Decision(ABORT, "no progress", REASON_STALLED, message, **common)
-    return Decision(WATCH, "within its limits", **common)
+    return judge(plan(vmim, vmi, vm, settings, timeouts), samples, now, aborted)

@@ -1,7 +1,8 @@
 """The enforcer loop: every check interval, sample progress, decide each migration, act if leader.
 
-Thin on purpose: what to do comes from `decisions.decide`, how to abort from `actions.abort`. This
-module owns only the state a decision needs across checks: progress samples per migration (taken by
+Thin on purpose: what to do comes from `decisions.plan` and `judge` (`decide` in two steps, so
+the part that depends on the objects alone runs once per object change), how to abort from
+`actions.abort`. This module owns only the state a decision needs across checks: progress samples per migration (taken by
 this process, since the migration started), the UIDs already aborted (never twice), and whether the
 progress source is reachable (one log line when that changes).
 """
@@ -23,9 +24,11 @@ from webhook.enforcer.decisions import (
     IGNORE,
     WATCH,
     Decision,
+    Plan,
     Sample,
-    decide,
+    judge,
     parse_time,
+    plan,
     prune_samples,
 )
 from webhook.enforcer.leader import LeaseElector
@@ -34,7 +37,7 @@ from webhook.enforcer.settings import EnforcerSettings
 from webhook.errors import InputError
 from webhook.kubeapi import KubeError
 from webhook.progress import ProgressSource, ProgressUnavailable
-from webhook.rules.model import Timeouts, TimeoutSettings
+from webhook.rules.model import TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
 from webhook.state import ClusterState
 
@@ -72,6 +75,34 @@ class CheckResult:
     aborted: list[str] = field(default_factory=list)
 
 
+class _Tracked:
+    """One migration as last planned: the objects its plan was made from, and the plan."""
+
+    __slots__ = ("namespace", "plan", "sampled", "settings", "vm", "vmi", "vmi_name", "vmim")
+
+    def __init__(self, vmim: dict, namespace: str) -> None:
+        self.vmim = vmim
+        self.namespace = namespace
+        self.vmi_name: str = (vmim.get("spec") or {}).get("vmiName") or ""
+        self.vmi: dict | None = None
+        self.vm: dict | None = None
+        self.settings: TimeoutSettings | None = None
+        self.plan: Plan | None = None
+        # (key of the VMI in the progress values, start time) once the migration started on it
+        self.sampled: tuple[tuple[str, str], float | None] | None = None
+
+
+def _sampling(uid: str, vmi: dict | None) -> tuple[tuple[str, str], float | None] | None:
+    """(key of the VMI in the progress values, start time) once the migration started on it."""
+    if vmi is None:
+        return None
+    migration = (vmi.get("status") or {}).get("migrationState") or {}
+    if migration.get("migrationUid") != uid or not migration.get("startTimestamp"):
+        return None
+    meta = vmi.get("metadata") or {}
+    return (meta.get("namespace"), meta.get("name")), parse_time(migration.get("startTimestamp"))
+
+
 class Enforcer:
     """State across checks plus the `check_once` step; `run` loops it until stopped."""
 
@@ -101,9 +132,10 @@ class Enforcer:
         self.last_result: CheckResult | None = None
         self._unsynced_logged = False
         self._bad: set[str] = set()
-        # uid -> (vmi, vm, settings, timeouts): objects in the state are replaced, never changed,
-        # so the deadlines are recomputed only when the VMI, the VM or the settings change.
-        self._timeouts: dict[str, tuple[dict, dict | None, TimeoutSettings, Timeouts]] = {}
+        # Objects in the state are replaced, never changed, so a migration is planned (deadlines
+        # included) only when its VMIM, VMI, VM or the settings change.
+        self._tracked: dict[str, _Tracked] = {}
+        self._settings: TimeoutSettings | None = None
 
     # -- progress ---------------------------------------------------------------------------
     def _poll_progress(self) -> dict[tuple[str, str], int]:
@@ -147,24 +179,40 @@ class Enforcer:
         self.metrics.synced.set(1 if synced else 0)
         self.metrics.leader.set(1 if leader else 0)
         settings = self.settings.timeout_settings()
+        if settings == self._settings:
+            settings = self._settings  # the same object: plans compare settings by identity
+        self._settings = settings
         live_uids: set[str] = set()
         running = 0
         nearest: float | None = None
+        vmi_of, vm_of = self.state.vmi, self.state.vm
         for vmim in self.state.vmims():
             meta = vmim.get("metadata") or {}
             uid = meta.get("uid") or ""
-            if ((vmim.get("status") or {}).get("phase")) in FINAL_PHASES:
-                continue
+            t = self._tracked.get(uid)
+            if t is None or t.vmim is not vmim:
+                if ((vmim.get("status") or {}).get("phase")) in FINAL_PHASES:
+                    continue
+                t = _Tracked(vmim, meta.get("namespace") or "")
+                self._tracked[uid] = t
             live_uids.add(uid)
-            namespace = meta.get("namespace") or ""
-            vmi_name = (vmim.get("spec") or {}).get("vmiName") or ""
-            vmi = self.state.vmi(namespace, vmi_name)
-            vm = self.state.vm(namespace, vmi_name)
+            vmi = vmi_of(t.namespace, t.vmi_name)
+            vm = vm_of(t.namespace, t.vmi_name)
             try:
-                self._sample(uid, vmim, vmi, values, now)
-                samples = self.samples.get(uid, [])
-                timeouts = self._timeouts_for(uid, vmi, vm, settings)
-                decision = decide(vmim, vmi, vm, samples, now, settings, self.aborted, timeouts)
+                if (
+                    t.plan is None
+                    or t.vmi is not vmi
+                    or t.vm is not vm
+                    or t.settings is not settings
+                ):
+                    t.vmi, t.vm, t.settings, t.plan = vmi, vm, settings, None
+                    t.sampled = _sampling(uid, vmi)
+                if t.sampled is not None:
+                    self._sample(uid, t.sampled, values, now)
+                if t.plan is None:  # raises again at every check while the VMI is malformed
+                    timeouts = compute_timeouts(vmi, settings, vm) if vmi is not None else None
+                    t.plan = plan(vmim, vmi, vm, settings, timeouts)
+                decision = judge(t.plan, self.samples.get(uid, ()), now, self.aborted)
             except InputError as err:  # one malformed VMI must not stop the others
                 if uid not in self._bad:
                     log.warning("cannot judge %s: %s", meta.get("name"), err)
@@ -185,34 +233,17 @@ class Enforcer:
         self.last_check, self.last_result = now, result
         return result
 
-    def _timeouts_for(
-        self, uid: str, vmi: dict | None, vm: dict | None, settings: TimeoutSettings
-    ) -> Timeouts | None:
-        """compute_timeouts, remembered per migration (None when there is no VMI)."""
-        if vmi is None:
-            return None
-        cached = self._timeouts.get(uid)
-        if cached is not None and cached[0] is vmi and cached[1] is vm and cached[2] == settings:
-            return cached[3]
-        timeouts = compute_timeouts(vmi, settings, vm)
-        self._timeouts[uid] = (vmi, vm, settings, timeouts)
-        return timeouts
-
-    def _sample(self, uid: str, vmim: dict, vmi: dict | None, values: dict, now: float) -> None:
+    def _sample(
+        self, uid: str, sampled: tuple[tuple[str, str], float | None], values: dict, now: float
+    ) -> None:
         """Record data remaining for a migration that has started on its VMI."""
-        if vmi is None:
-            return
-        migration = (vmi.get("status") or {}).get("migrationState") or {}
-        if migration.get("migrationUid") != uid or not migration.get("startTimestamp"):
-            return
-        meta = vmi.get("metadata") or {}
-        value = values.get((meta.get("namespace"), meta.get("name")))
+        key, started = sampled
+        value = values.get(key)
         if value is None:
             return
-        started = parse_time(migration.get("startTimestamp")) or now
         kept = self.samples.get(uid, [])
         kept.append(Sample(now, value))
-        self.samples[uid] = prune_samples(kept, started)
+        self.samples[uid] = prune_samples(kept, now if started is None else started)
 
     def _act(
         self,
@@ -260,9 +291,9 @@ class Enforcer:
         for uid in list(self.samples):
             if uid not in live_uids:
                 del self.samples[uid]
-        for uid in list(self._timeouts):
+        for uid in list(self._tracked):
             if uid not in live_uids:
-                del self._timeouts[uid]
+                del self._tracked[uid]
         for uid, gone_at in list(self.aborted.items()):
             if uid in live_uids:
                 self.aborted[uid] = 0.0
