@@ -13,11 +13,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from webhook.annotations import ABORT as ABORT_ANNOTATION
+from webhook.annotations import REQUESTED_BY as REQUESTED_BY_ANNOTATION
 from webhook.rules.model import Timeouts
 from webhook.rules.target import HOSTNAME_LABEL
 
-ABORT_ANNOTATION = "migration-guard.io/abort"
-REQUESTED_BY_ANNOTATION = "migration-guard.io/requested-by"
 FINAL_PHASES = frozenset({"Succeeded", "Failed"})
 # Phases in which deleting the VMIM aborts the migration (KubeVirt and Harvester abort that way).
 ABORTABLE_PHASES = (

@@ -31,12 +31,12 @@ from tests.integration.enforcer_support import (
 from tests.integration.test_webhook import create
 from tests.reliability.support import FIGURES, post_json, start_apiserver, stop_apiserver
 from tests.webhook_process import running_webhook
+from webhook.annotations import ABORT as ABORT_ANNOTATION
 
 pytestmark = pytest.mark.controlplane
 
 N1, N2 = "out-node-1", "out-node-2"
 MAX_AGE_S = 4
-ABORT_ANNOTATION = "migration-guard.io/abort"
 
 
 @pytest.fixture(scope="module")

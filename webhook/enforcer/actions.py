@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
 
+from webhook.annotations import ABORT as ABORT_ANNOTATION
 from webhook.enforcer.decisions import FINAL_PHASES, Decision
 from webhook.enforcer.leader import micro_time
 from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.enforcer.actions")
 
-ABORT_ANNOTATION = "migration-guard.io/abort"
 COMPONENT = "migration-guard-enforcer"
 KUBEVIRT = "/apis/kubevirt.io/v1"
 

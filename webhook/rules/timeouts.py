@@ -15,13 +15,13 @@ A malformed override is ignored (the setting applies) so the enforcer never stop
 
 from __future__ import annotations
 
+from webhook.annotations import COMPLETION_TIMEOUT_PER_GIB as COMPLETION_ANNOTATION
+from webhook.annotations import PROGRESS_TIMEOUT_SECONDS as PROGRESS_ANNOTATION
 from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.model import Timeouts, TimeoutSettings
 
 GIB = 2**30
-COMPLETION_ANNOTATION = "migration-guard.io/completion-timeout-per-gib"
-PROGRESS_ANNOTATION = "migration-guard.io/progress-timeout-seconds"
 
 
 def memory_data_bytes(vmi: dict) -> int:

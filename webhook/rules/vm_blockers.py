@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from webhook.rules import access as a
 from webhook.rules.model import Problem
+from webhook.rules.target import HOSTNAME_LABEL
 
 ALLOW_POD_BRIDGE = "kubevirt.io/allow-pod-bridge-network-live-migration"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 FINAL_MIGRATION_PHASES = ("Succeeded", "Failed")
 
 
