@@ -189,7 +189,7 @@ class Informer:
                 if api_version:
                     item.setdefault("apiVersion", api_version)
                 # Slim page by page: a list of 100,000 pods must not be held raw at once. A
-                # malformed item stays as is: replace_all rejects it and _valid logs it.
+                # malformed item stays as is: replace_all rejects it and _slimmed logs it.
                 with contextlib.suppress(InputError):
                     item = slim(item)
                 items.append(item)
@@ -198,24 +198,24 @@ class Informer:
             if not token:
                 self.resource_version = meta.get("resourceVersion")
                 break
+        # Items slimmed above are stored as they are (slim returns a slimmed object unchanged).
         try:
             self.state.replace_all(self.kind, items)
         except InputError:
-            self.state.replace_all(self.kind, [i for i in items if self._valid(i)])
+            self.state.replace_all(self.kind, [s for s in map(self._slimmed, items) if s])
         self.lists += 1
         self.last_sync = time.monotonic()
         self.synced = True
         log.debug("%s: listed %d objects at %s", self.kind, len(items), self.resource_version)
 
-    def _valid(self, obj: dict) -> bool:
-        """Whether the state accepts `obj`; a malformed object is logged and left out."""
+    def _slimmed(self, obj: dict) -> dict | None:
+        """`slim(obj)`, which the state stores as is; None (logged) when `obj` is malformed."""
         try:
-            slim(obj)
+            return slim(obj)
         except InputError as e:
             self.skipped += 1
             log.warning("%s: ignoring malformed object: %s", self.kind, e)
-            return False
-        return True
+            return None
 
     def _watch(self) -> None:
         try:
@@ -257,8 +257,9 @@ class Informer:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if etype in ("ADDED", "MODIFIED"):
             obj.setdefault("kind", self.kind)
-            if self._valid(obj):
-                self.state.apply(obj)
+            slimmed = self._slimmed(obj)
+            if slimmed is not None:
+                self.state.apply(slimmed)
             else:  # never decide on an old copy of an object we can no longer read
                 meta = obj.get("metadata") or {}
                 self.state.remove(self.kind, meta.get("namespace"), str(meta.get("name", "")))

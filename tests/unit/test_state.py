@@ -1,12 +1,13 @@
 """ClusterState: indexes kept right across apply / remove / replace_all, slimming, threads."""
 
+import copy
 import threading
 
 import pytest
 
 from tests.unit import rules_objects as o
 from webhook.errors import InputError
-from webhook.state import ClusterState
+from webhook.state import ClusterState, slim
 
 GIB = 2**30
 
@@ -160,3 +161,18 @@ def test_concurrent_writers_keep_sums_consistent():
         t.join()
     assert s.node_requested("n1") == (4 * 100 * 10, 4 * 100 * 2**20)
     assert s.count("Pod") == 400
+
+
+def test_slim_is_idempotent_and_stored_without_a_second_copy():
+    pod = slim(o.launcher())
+    assert slim(pod) is pod
+    s = ClusterState()
+    s.replace_all("Pod", [pod])
+    assert s.launcher_pod("default", "vm1") is pod
+    node = slim(o.node("node-1"))
+    s.apply(node)
+    assert s.node("node-1") is node
+    changed = copy.deepcopy(pod)  # a copy is a plain map again: slimmed and checked on apply
+    changed["metadata"]["managedFields"] = [{"manager": "x"}]
+    s.apply(changed)
+    assert "managedFields" not in s.launcher_pod("default", "vm1")["metadata"]
