@@ -49,6 +49,7 @@ _VMI_STATUS_DROPPED = frozenset(
         "virtualMachineRevisionName",
     }
 )
+_POD_LABELS_KEPT = frozenset({LAUNCHER_LABEL, VMI_NAME_LABEL})
 _INTERN_MAX = 96
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
@@ -96,6 +97,9 @@ def slim(obj: dict) -> Slim:
     if kind == NODE:
         meta.pop("namespace", None)
     meta.pop("managedFields", None)
+    if kind == VMI:  # nothing reads who owns a VMI or what holds its deletion
+        meta.pop("ownerReferences", None)
+        meta.pop("finalizers", None)
     ctx = a.describe({**obj, "metadata": meta})
     a.str_map(meta, "labels", ctx, "metadata")
     a.str_map(meta, "annotations", ctx, "metadata")
@@ -157,7 +161,12 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
     for key in ("nodeName", "nodeSelector", "overhead"):
         if spec.get(key) is not None:
             slim_spec[key] = copy.deepcopy(spec[key])
-    slim_meta = {k: meta[k] for k in ("name", "namespace", "labels", "uid") if k in meta}
+    slim_meta = {k: meta[k] for k in ("name", "namespace") if k in meta}
+    # Of a pod's labels only those naming a VMI's virt-launcher are read (ClusterState._prepare):
+    # most pods are not launchers, and their labels would cost 200-300 bytes each.
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in _POD_LABELS_KEPT}
+    if labels:
+        slim_meta["labels"] = labels
     phase = a.get(pod, "status.phase", str, ctx)
     return {
         "apiVersion": "v1",
