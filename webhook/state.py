@@ -19,6 +19,7 @@ from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.capacity import is_terminated, pod_requests
 from webhook.rules.node_eligibility import NodeFacts, read_node
+from webhook.rules.vmi_facts import VMIFacts, read_vmi
 
 NODE = "Node"
 VMI = "VirtualMachineInstance"
@@ -194,6 +195,7 @@ class ClusterState:
         self._pod_info: dict[Key, tuple[Key | None, str | None, int, int]] = {}
         self._requested: dict[str, list[int]] = {}
         self._node_facts: dict[str, NodeFacts] = {}
+        self._vmi_facts: dict[Key, VMIFacts] = {}
 
     # ---- writes -------------------------------------------------------------------------
     def apply(self, obj: dict) -> None:
@@ -245,12 +247,17 @@ class ClusterState:
                 state.apply(obj)
         return state
 
-    def _prepare(self, obj: dict) -> tuple | NodeFacts | None:
-        """What a pod or node contributes to the indexes, computed before the lock (may raise)."""
+    def _prepare(self, obj: dict) -> tuple | NodeFacts | VMIFacts | None:
+        """What a pod, node or VMI contributes to the indexes, computed before the lock (may raise)."""
         if obj["kind"] == NODE:
             try:
                 return read_node(obj)
             except InputError:  # evaluating this node raises it, naming the field
+                return None
+        if obj["kind"] == VMI:
+            try:
+                return read_vmi(obj)
+            except InputError:  # evaluating a migration of this VMI raises it, naming the field
                 return None
         if obj["kind"] != POD:
             if obj["kind"] == VMIM:
@@ -268,13 +275,16 @@ class ClusterState:
         cpu, mem = pod_requests(obj)
         return (launcher, node or None, cpu, mem)
 
-    def _put(self, obj: dict, prepared: tuple | NodeFacts | None) -> None:
+    def _put(self, obj: dict, prepared: tuple | NodeFacts | VMIFacts | None) -> None:
         kind, key = obj["kind"], _key(obj)
         self._drop(kind, key)
         self._objs[kind][key] = obj
         if kind == NODE:
             if isinstance(prepared, NodeFacts):
                 self._node_facts[key[1]] = prepared
+        elif kind == VMI:
+            if isinstance(prepared, VMIFacts):
+                self._vmi_facts[key] = prepared
         elif kind == VMIM:
             vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
             self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
@@ -294,6 +304,8 @@ class ClusterState:
             return
         if kind == NODE:
             self._node_facts.pop(key[1], None)
+        elif kind == VMI:
+            self._vmi_facts.pop(key, None)
         elif kind == VMIM:
             vmi_key = self._vmim_vmi.pop(key)
             bucket = self._vmims_by_vmi.get(vmi_key, {})
@@ -339,6 +351,12 @@ class ClusterState:
     def vmi(self, ns: str, name: str) -> dict | None:
         return self._get(VMI, ns, name)
 
+    def vmi_with_facts(self, ns: str, name: str) -> tuple[dict | None, VMIFacts | None]:
+        """The VMI and its `read_vmi` facts (None for a malformed VMI: evaluating raises)."""
+        with self._lock:
+            key = (ns, name)
+            return self._objs[VMI].get(key), self._vmi_facts.get(key)
+
     def vmis(self) -> list[dict]:
         with self._lock:
             return list(self._objs[VMI].values())
@@ -365,15 +383,26 @@ class ClusterState:
 
     def launcher_pod(self, ns: str, vmi_name: str) -> dict | None:
         """The VMI's non-terminated virt-launcher pod, preferring the one on the VMI's node."""
+        return self.launcher_pod_and_requests(ns, vmi_name)[0]
+
+    def launcher_pod_and_requests(
+        self, ns: str, vmi_name: str
+    ) -> tuple[dict, tuple[int, int]] | tuple[None, None]:
+        """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
         with self._lock:
             pods = list(self._launchers.get((ns, vmi_name), {}).values())
             vmi = self._objs[VMI].get((ns, vmi_name))
-        if not pods:
-            return None
-        status = vmi.get("status") if isinstance(vmi, dict) else None
-        source = status.get("nodeName") if isinstance(status, dict) else None
-        pods.sort(key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"]))
-        return pods[0]
+            if not pods:
+                return None, None
+            status = vmi.get("status") if isinstance(vmi, dict) else None
+            source = status.get("nodeName") if isinstance(status, dict) else None
+            if len(pods) > 1:
+                pods.sort(
+                    key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"])
+                )
+            pod = pods[0]
+            _, _, cpu, mem = self._pod_info[_key(pod)]
+            return pod, (cpu, mem)
 
     def node_requested(self, node_name: str) -> tuple[int, int]:
         """(cpu millis, memory bytes) requested by non-terminated pods bound to the node."""

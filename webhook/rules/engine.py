@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from webhook.rules import access as a
-from webhook.rules.capacity import pod_requests, vmi_requests
+from webhook.rules.capacity import vmi_requests
 from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
 from webhook.rules.node_eligibility import build_context, evaluate_node, resolve_networks
 from webhook.rules.target import migration_target
@@ -35,18 +35,26 @@ def evaluate_migration(
     migration in progress. Malformed objects raise InputError naming the object and field.
     """
     vm_ref = f"{namespace}/{vmi_name}"
-    vmi = state.vmi(namespace, vmi_name)
+    vmi, vf = state.vmi_with_facts(namespace, vmi_name)
     if target is None and vmim is not None:
         target = migration_target(vmim, vmi)
     if vmi is None:
         return Report(vm_ref, None, target, (vmi_missing(vm_ref),), (), None, nodes_evaluated=False)
 
+    # With the VMI's facts (computed when it was stored) the same rules run minus the VMI-only
+    # reads; without them (a malformed VMI) everything is read here, naming the bad field.
     ctx = a.describe(vmi, "VirtualMachineInstance")
-    blockers = vm_blockers(vmi, state.vmims_for_vmi(namespace, vmi_name), vmim)
+    vmims = state.vmims_for_vmi(namespace, vmi_name)
+    blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None)
     networks, missing_nads = resolve_networks(vmi, state.nad)
     blockers += missing_nads
-    pod = state.launcher_pod(namespace, vmi_name)
-    needed = pod_requests(pod) if pod is not None else vmi_requests(vmi)
+    pod, pod_needs = state.launcher_pod_and_requests(namespace, vmi_name)
+    if pod_needs is not None:
+        needed = pod_needs  # pod_requests(pod), computed when the pod was stored
+    elif vf is not None:
+        needed = vf.requests
+    else:
+        needed = vmi_requests(vmi)
     node_ctx = build_context(
         vmi,
         vm_ref,
@@ -55,21 +63,24 @@ def evaluate_migration(
         networks=networks,
         needed=needed,
         requested=state.node_requested,
+        placement=vf.placement if vf else None,
     )
 
     verdicts: list[NodeVerdict]
     if target is not None:
         node = state.node(target)
-        facts = state.node_facts(target)
-        verdicts = [evaluate_node(node, node_ctx, facts)] if node is not None else []
+        node_facts = state.node_facts(target)
+        verdicts = [evaluate_node(node, node_ctx, node_facts)] if node is not None else []
     else:
         verdicts = [evaluate_node(n, node_ctx, f) for n, f in state.nodes_with_facts()]
         verdicts.sort(key=lambda v: v.name)
 
-    timeouts = compute_timeouts(vmi, settings, state.vm(namespace, vmi_name))
+    vm = state.vm(namespace, vmi_name)
+    timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
+    source = vf.placement.source_node if vf else a.get(vmi, "status.nodeName", str, ctx)
     return Report(
         vm=vm_ref,
-        source_node=a.get(vmi, "status.nodeName", str, ctx),
+        source_node=source,
         target=target,
         blockers=tuple(blockers),
         nodes=tuple(verdicts),

@@ -108,8 +108,8 @@ def resolve_networks(
     return needs, missing
 
 
-def cpu_requirements(vmi: dict, pod: dict | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(labels the VMI's CPU spec needs -> description, CPU entries of the pod's nodeSelector)."""
+def vmi_cpu_labels(vmi: dict) -> dict[str, str]:
+    """Node labels the VMI's CPU model and required features need -> what needs them."""
     ctx = a.describe(vmi, "VirtualMachineInstance")
     model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
     labels: dict[str, str] = {}
@@ -120,11 +120,56 @@ def cpu_requirements(vmi: dict, pod: dict | None) -> tuple[dict[str, str], dict[
         policy = a.get(feature, "policy", str, ctx, "require", f"spec.domain.cpu.features[{i}]")
         if name and policy == "require":
             labels[CPU_FEATURE_PREFIX + name] = f"CPU feature '{name}'"
-    pod_selector: dict[str, str] = {}
-    if pod is not None:
-        selector = a.str_map(pod, "spec.nodeSelector", a.describe(pod, "Pod"))
-        pod_selector = {k: v for k, v in selector.items() if k.startswith(CPU_SELECTOR_PREFIXES)}
-    return labels, pod_selector
+    return labels
+
+
+def pod_cpu_selector(pod: dict | None) -> dict[str, str]:
+    """The CPU entries of the virt-launcher pod's nodeSelector (host-model labels among them)."""
+    if pod is None:
+        return {}
+    selector = a.str_map(pod, "spec.nodeSelector", a.describe(pod, "Pod"))
+    return {k: v for k, v in selector.items() if k.startswith(CPU_SELECTOR_PREFIXES)}
+
+
+def cpu_requirements(vmi: dict, pod: dict | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels the VMI's CPU spec needs -> description, CPU entries of the pod's nodeSelector)."""
+    return vmi_cpu_labels(vmi), pod_cpu_selector(pod)
+
+
+@dataclass(frozen=True, slots=True)
+class VMIPlacement:
+    """What nodes are checked against that comes from the VMI alone (see VMIFacts)."""
+
+    source_node: str | None
+    node_selector: dict[str, str]
+    affinity_terms: list[dict] | None
+    tolerations: list[dict]
+    cpu_labels: dict[str, str]
+
+
+def _affinity_terms(vmi: dict, ctx: str) -> list[dict] | None:
+    affinity = a.get(vmi, AFFINITY_PATH, dict, ctx)
+    if affinity is None:
+        return None
+    return [t for _, t in a.dicts(affinity, "nodeSelectorTerms", ctx, AFFINITY_PATH)]
+
+
+def _placement(
+    vmi: dict, ctx: str, terms: list[dict] | None, cpu_labels: dict[str, str]
+) -> VMIPlacement:
+    return VMIPlacement(
+        source_node=a.get(vmi, "status.nodeName", str, ctx),
+        node_selector=a.str_map(vmi, "spec.nodeSelector", ctx),
+        affinity_terms=terms,
+        tolerations=[t for _, t in a.dicts(vmi, "spec.tolerations", ctx)],
+        cpu_labels=cpu_labels,
+    )
+
+
+def read_placement(vmi: dict) -> VMIPlacement:
+    """The VMI's part of a NodeContext; raises InputError on malformed fields."""
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    return _placement(vmi, ctx, _affinity_terms(vmi, ctx), vmi_cpu_labels(vmi))
 
 
 def build_context(
@@ -136,26 +181,31 @@ def build_context(
     networks: list[ClusterNetwork],
     needed: tuple[int, int],
     requested: Callable[[str], tuple[int, int]],
+    placement: VMIPlacement | None = None,
 ) -> NodeContext:
-    """Read the VMI (and VMIM, launcher pod) once; raises InputError on malformed fields."""
+    """Read the VMI (and VMIM, launcher pod) once; raises InputError on malformed fields.
+
+    `placement`: `read_placement(vmi)` when the caller has it already (ClusterState.vmi_facts).
+    """
     ctx = a.describe(vmi, "VirtualMachineInstance")
-    affinity = a.get(vmi, AFFINITY_PATH, dict, ctx)
-    terms = None
-    if affinity is not None:
-        terms = [t for _, t in a.dicts(affinity, "nodeSelectorTerms", ctx, AFFINITY_PATH)]
+    # Without `placement`, fields are read in this order so the first malformed one is named.
+    terms = _affinity_terms(vmi, ctx) if placement is None else None
     added: dict[str, str] = {}
     if vmim is not None:
         added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration"))
-    cpu_labels, pod_cpu = cpu_requirements(vmi, pod)
+    cpu_labels = vmi_cpu_labels(vmi) if placement is None else {}
+    pod_cpu = pod_cpu_selector(pod)
+    if placement is None:
+        placement = _placement(vmi, ctx, terms, cpu_labels)
     return NodeContext(
         vm=vm,
-        source_node=a.get(vmi, "status.nodeName", str, ctx),
-        node_selector=a.str_map(vmi, "spec.nodeSelector", ctx),
+        source_node=placement.source_node,
+        node_selector=placement.node_selector,
         added_node_selector=added,
-        affinity_terms=terms,
-        tolerations=[t for _, t in a.dicts(vmi, "spec.tolerations", ctx)],
+        affinity_terms=placement.affinity_terms,
+        tolerations=placement.tolerations,
         networks=networks,
-        cpu_labels=cpu_labels,
+        cpu_labels=placement.cpu_labels,
         pod_cpu_selector=pod_cpu,
         needed=needed,
         requested=requested,

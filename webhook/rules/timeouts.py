@@ -78,11 +78,25 @@ def _override(objs: list[tuple[str, dict | None]], key: str, strict: bool) -> in
     return None
 
 
+def data_bytes(vmi: dict) -> int:
+    """What a migration of `vmi` copies: guest memory, plus the disks of a BlockMigration."""
+    return memory_data_bytes(vmi) + block_migration_bytes(vmi)
+
+
 def compute_timeouts(
-    vmi: dict, settings: TimeoutSettings, vm: dict | None = None, *, strict: bool = False
+    vmi: dict,
+    settings: TimeoutSettings,
+    vm: dict | None = None,
+    *,
+    strict: bool = False,
+    data: int | None = None,
 ) -> Timeouts:
-    """The deadlines for `vmi`; annotations on the VMI win over the VM's, both over `settings`."""
-    data = memory_data_bytes(vmi) + block_migration_bytes(vmi)
+    """The deadlines for `vmi`; annotations on the VMI win over the VM's, both over `settings`.
+
+    `data`: `data_bytes(vmi)` when the caller has it already (ClusterState.vmi_facts).
+    """
+    if data is None:
+        data = data_bytes(vmi)
     gib = max(1, -(-data // GIB))
     sources = [
         (a.describe(vmi, "VirtualMachineInstance"), vmi),

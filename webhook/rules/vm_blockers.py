@@ -200,15 +200,28 @@ def not_live_migratable(vmi: dict) -> list[Problem]:
     return out
 
 
-def vm_blockers(vmi: dict, vmims: list[dict], admitted: dict | None = None) -> list[Problem]:
-    """Every blocker of a present VMI, in DESIGN order."""
-    return [
+def vmi_blockers(vmi: dict) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """The blockers that depend on the VMI alone: (those listed before, after the migrations)."""
+    before = (
         *management_network_bridge(vmi),
         *cdrom_volumes(vmi),
         *container_disk_volumes(vmi),
         *pci_devices(vmi),
         *node_pinned(vmi),
         *not_running(vmi),
-        *migrations_in_progress(vmims, admitted),
-        *not_live_migratable(vmi),
-    ]
+    )
+    return before, tuple(not_live_migratable(vmi))
+
+
+def vm_blockers(
+    vmi: dict,
+    vmims: list[dict],
+    admitted: dict | None = None,
+    fixed: tuple[tuple[Problem, ...], tuple[Problem, ...]] | None = None,
+) -> list[Problem]:
+    """Every blocker of a present VMI, in DESIGN order.
+
+    `fixed`: `vmi_blockers(vmi)` when the caller has it already (ClusterState.vmi_facts).
+    """
+    before, after = vmi_blockers(vmi) if fixed is None else fixed
+    return [*before, *migrations_in_progress(vmims, admitted), *after]
