@@ -310,7 +310,7 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
         (c.node_selector, "spec.nodeSelector", "the VM's nodeSelector"),
         (c.added_node_selector, "spec.addedNodeSelector", "the migration's addedNodeSelector"),
     ):
-        bad = scheduling.selector_mismatches(selector, labels)
+        bad = scheduling.selector_mismatches(selector, labels) if selector else None
         if bad:
             wanted = ", ".join(f"{k}={selector[k]}" for k in bad)
             reasons.append(
@@ -336,7 +336,7 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
 
     untolerated = [
         t
-        for t in scheduling.untolerated_taints(taints, c.tolerations)
+        for t in (scheduling.untolerated_taints(taints, c.tolerations) if taints else ())
         if t.get("key") != UNSCHEDULABLE_TAINT
     ]
     if untolerated:
@@ -363,11 +363,12 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
             )
 
     missing_cpu = [desc for label, desc in c.cpu_labels.items() if labels.get(label) != "true"]
-    missing_cpu += [
-        f"label {k}={v} required by the virt-launcher pod"
-        for k, v in c.pod_cpu_selector.items()
-        if labels.get(k) != v and c.cpu_labels.get(k) is None
-    ]
+    if c.pod_cpu_selector:
+        missing_cpu += [
+            f"label {k}={v} required by the virt-launcher pod"
+            for k, v in c.pod_cpu_selector.items()
+            if labels.get(k) != v and c.cpu_labels.get(k) is None
+        ]
     if missing_cpu:
         reasons.append(
             Problem(
