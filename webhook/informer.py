@@ -35,7 +35,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from webhook.errors import InputError
-from webhook.state import ClusterState, slim
+from webhook.state import ClusterState, freeze_cached, slim
 
 log = logging.getLogger("migration_guard.informer")
 
@@ -204,6 +204,8 @@ class Informer:
         except InputError:
             self.state.replace_all(self.kind, [s for s in map(self._slimmed, items) if s])
         self.lists += 1
+        if self.lists == 1:  # the initial sync: what is cached now lives long
+            freeze_cached()
         self.last_sync = time.monotonic()
         self.synced = True
         log.debug("%s: listed %d objects at %s", self.kind, len(items), self.resource_version)

@@ -10,6 +10,7 @@ Returned dicts are shared: callers must not modify them.
 from __future__ import annotations
 
 import copy
+import gc
 import sys
 import threading
 from collections.abc import Iterable
@@ -176,6 +177,19 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
         "spec": slim_spec,
         "status": {"phase": phase} if phase else {},
     }
+
+
+def freeze_cached() -> None:
+    """Take every object alive now out of the cyclic garbage collector's generations.
+
+    Called once a cache has listed (Informer): the cached objects then live until replaced,
+    but every full collection walked all of them (30-50 ms pauses with 1,000 nodes and 10,000
+    VMIs cached, the slowest admission and lookup answers). `gc.freeze` moves them to the
+    permanent generation (still freed by reference counting when replaced; our objects hold no
+    cycles); `gc.collect` first so no garbage is frozen with them.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _key(obj: dict) -> Key:
