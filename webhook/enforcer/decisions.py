@@ -85,24 +85,11 @@ def _parse_time_str(value: str) -> float | None:
     return parsed.timestamp()
 
 
-def progress_point(samples: Sequence[Sample], since: float) -> Sample | None:
-    """The sample where data remaining last went down (or the first), among samples at >= since."""
-    point: Sample | None = None
-    for sample in samples:
-        if sample.at < since:
-            continue
-        if point is None or sample.remaining_bytes < point.remaining_bytes:
-            point = sample
-    return point
-
-
-def prune_samples(samples: Sequence[Sample], since: float) -> list[Sample]:
-    """Only the samples that can still change a verdict: the progress point and the newest one.
-
-    `decide` reads nothing else, and a sample between them can never become either (a later
-    point needs less data remaining than the current one, a newer sample a later time), so the
-    runner keeps at most two samples per migration however long it runs.
-    """
+def point_and_latest(
+    samples: Sequence[Sample], since: float
+) -> tuple[Sample | None, Sample | None]:
+    """Among samples at >= since: where data remaining last went down (or the first), and the
+    newest. One walk, since it runs for every migration on every check."""
     point: Sample | None = None
     latest: Sample | None = None
     for sample in samples:
@@ -112,6 +99,22 @@ def prune_samples(samples: Sequence[Sample], since: float) -> list[Sample]:
             point = sample
         if latest is None or sample.at > latest.at:
             latest = sample
+    return point, latest
+
+
+def progress_point(samples: Sequence[Sample], since: float) -> Sample | None:
+    """The sample where data remaining last went down (or the first), among samples at >= since."""
+    return point_and_latest(samples, since)[0]
+
+
+def prune_samples(samples: Sequence[Sample], since: float) -> list[Sample]:
+    """Only the samples that can still change a verdict: the progress point and the newest one.
+
+    `decide` reads nothing else, and a sample between them can never become either (a later
+    point needs less data remaining than the current one, a newer sample a later time), so the
+    runner keeps at most two samples per migration however long it runs.
+    """
+    point, latest = point_and_latest(samples, since)
     if point is None or latest is None:
         return []
     return [point] if latest is point else [point, latest]
@@ -196,16 +199,7 @@ def judge(p: Plan, samples: Sequence[Sample], now: float, aborted: Container[str
     timeouts, started_at = p.timeouts, p.started_at
     assert timeouts is not None  # set whenever no verdict is settled
     completion_deadline = started_at + timeouts.completion_timeout_seconds
-    # progress_point() and the newest sample in one walk (this runs for every migration, every check)
-    point: Sample | None = None
-    latest: Sample | None = None
-    for sample in samples:
-        if sample.at < started_at:
-            continue
-        if point is None or sample.remaining_bytes < point.remaining_bytes:
-            point = sample
-        if latest is None or sample.at > latest.at:
-            latest = sample
+    point, latest = point_and_latest(samples, started_at)
     progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
     remaining = None if latest is None else latest.remaining_bytes
     elapsed = now - started_at
