@@ -23,6 +23,7 @@ from tests.harness.controlplane import (
     set_parent_death_signal,
     start_controlplane,
 )
+from tests.harness.rbac import vm_migrator_rbac
 from tests.harness.registration import local_webhook_configuration
 from tests.harness.simulator import KubeVirtSimulator, Scenario
 from webhook.kubeapi import KubeError
@@ -94,35 +95,6 @@ class Demo:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _alice_rbac() -> dict:
-    """alice may look up VMs and start and abort migrations in the demo namespace."""
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "vm-migrator", "namespace": VM_NS},
-        "rules": [
-            {
-                "apiGroups": ["kubevirt.io"],
-                "resources": ["virtualmachines", "virtualmachineinstances"],
-                "verbs": ["get", "list"],
-            },
-            {
-                "apiGroups": ["kubevirt.io"],
-                "resources": ["virtualmachineinstancemigrations"],
-                "verbs": ["get", "list", "create", "delete"],
-            },
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "vm-migrator-alice", "namespace": VM_NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-migrator"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
-    }
-    return {"apiVersion": "v1", "kind": "List", "items": [role, binding]}
-
-
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -185,7 +157,13 @@ def _start(demo: Demo, say) -> None:
     kinds = [o["kind"] for o in objs]
     say(f"  {kinds.count('Node')} nodes, {kinds.count('VirtualMachine')} VMs")
     _kubectl(plane, "create", "namespace", SYSTEM_NS)
-    _kubectl(plane, "apply", "-f", "-", input=json.dumps(_alice_rbac()))
+    _kubectl(
+        plane,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(vm_migrator_rbac(VM_NS, "alice", also_read=("virtualmachineinstances",))),
+    )
     _kubectl(
         plane,
         "create",

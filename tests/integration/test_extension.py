@@ -18,6 +18,7 @@ import requests
 from extension.status import ABORTABLE_PHASES
 from tests import webhook_objects as o
 from tests.harness.controlplane import REPO, free_port
+from tests.harness.rbac import vm_migrator_rbac
 from webhook.certs import generate_ca, generate_serving_cert
 
 pytestmark = pytest.mark.controlplane
@@ -194,32 +195,7 @@ def patch_status(controlplane, kind: str, ns: str, name: str, status: dict) -> N
 
 def grant(controlplane, ns: str, user: str) -> None:
     """A Role letting `user` look up VMs and start and abort migrations in `ns`."""
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "vm-migrator", "namespace": ns},
-        "rules": [
-            {
-                "apiGroups": ["kubevirt.io"],
-                "resources": ["virtualmachines"],
-                "verbs": ["get", "list"],
-            },
-            {
-                "apiGroups": ["kubevirt.io"],
-                "resources": ["virtualmachineinstancemigrations"],
-                "verbs": ["get", "list", "create", "delete"],
-            },
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": f"vm-migrator-{user}", "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-migrator"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-    apply(controlplane, role)
-    apply(controlplane, binding)
+    controlplane.apply_yaml(json.dumps(vm_migrator_rbac(ns, user)))
 
 
 def make_node(controlplane, name: str, ns: str, **kw) -> None:
