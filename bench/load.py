@@ -40,7 +40,9 @@ def wrk(url: str, path: str, bodies: Path, seconds: int, connections: int = 8) -
     """One wrk run (1 thread: the other core serves) posting the bodies round robin."""
     exe = shutil.which("wrk")
     if exe is None:
-        raise RuntimeError("wrk is not installed: run hack/install-wrk.sh (make bench does)")
+        raise RuntimeError(
+            "wrk is not installed: run `bash hack/install-debian-tool.sh wrk` (make bench does)"
+        )
     out = subprocess.run(
         [
             exe,
