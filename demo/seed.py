@@ -15,26 +15,12 @@ import yaml
 from kubernetes.client import ApiClient
 
 from webhook.kubeapi import KubeError, call, kubevirt_path
+from webhook.resources import RESOURCES
+from webhook.state import NAD, NODE, POD, VM, VMI, VMIM
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
-# kind -> (API prefix, plural, namespaced)
-KINDS = {
-    "Node": ("/api/v1", "nodes", False),
-    "Pod": ("/api/v1", "pods", True),
-    "NetworkAttachmentDefinition": (
-        "/apis/k8s.cni.cncf.io/v1",
-        "network-attachment-definitions",
-        True,
-    ),
-    "VirtualMachine": ("/apis/kubevirt.io/v1", "virtualmachines", True),
-    "VirtualMachineInstance": ("/apis/kubevirt.io/v1", "virtualmachineinstances", True),
-    "VirtualMachineInstanceMigration": (
-        "/apis/kubevirt.io/v1",
-        "virtualmachineinstancemigrations",
-        True,
-    ),
-}
-ORDER = list(KINDS)
+# creation order: what an object refers to exists before it
+ORDER = [NODE, POD, NAD, VM, VMI, VMIM]
 LAUNCHER_IMAGE = "registry.suse.com/suse/sles/15.6/virt-launcher:1.4.0"
 DROP_META = ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation")
 
@@ -62,12 +48,8 @@ def _expand(doc: dict | None) -> Iterator[dict]:
 
 
 def path_of(obj: dict, name: bool = True) -> str:
-    prefix, plural, namespaced = KINDS[obj["kind"]]
     meta = obj["metadata"]
-    path = (
-        f"{prefix}/namespaces/{meta['namespace']}/{plural}" if namespaced else f"{prefix}/{plural}"
-    )
-    return f"{path}/{meta['name']}" if name else path
+    return RESOURCES[obj["kind"]].path(meta.get("namespace"), meta["name"] if name else None)
 
 
 def create(api: ApiClient, obj: dict) -> None:

@@ -15,8 +15,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from webhook.errors import InputError
-from webhook.informer import Informer, custom_list
-from webhook.state import ClusterState, slim
+from webhook.informer import Informer
+from webhook.resources import RESOURCES
+from webhook.state import POD, VMI, ClusterState, slim
 
 log = logging.getLogger("migration_guard.cache")
 
@@ -35,48 +36,17 @@ class ClusterCache:
     ) -> None:
         self.api = api
         self.state = state or ClusterState()
-        core = k8s.CoreV1Api(api)
         self._custom = k8s.CustomObjectsApi(api)
-        common = {"watch_timeout_seconds": watch_timeout_seconds}
-        kv = "kubevirt.io/v1"
         self.informers: list[Informer] = [
-            Informer(self.state, "Node", core.list_node, api_version="v1", **common),
             Informer(
                 self.state,
-                "Pod",
-                core.list_pod_for_all_namespaces,
-                api_version="v1",
-                field_selector=NON_TERMINATED_PODS,
-                **common,
-            ),
-            Informer(
-                self.state,
-                "VirtualMachineInstance",
-                custom_list(api, "kubevirt.io", "v1", "virtualmachineinstances"),
-                api_version=kv,
-                **common,
-            ),
-            Informer(
-                self.state,
-                "VirtualMachineInstanceMigration",
-                custom_list(api, "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
-                api_version=kv,
-                **common,
-            ),
-            Informer(
-                self.state,
-                "VirtualMachine",
-                custom_list(api, "kubevirt.io", "v1", "virtualmachines"),
-                api_version=kv,
-                **common,
-            ),
-            Informer(
-                self.state,
-                "NetworkAttachmentDefinition",
-                custom_list(api, "k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
-                api_version="k8s.cni.cncf.io/v1",
-                **common,
-            ),
+                r.kind,
+                r.list_fn(api),
+                api_version=r.api_version,
+                field_selector=NON_TERMINATED_PODS if r.kind == POD else None,
+                watch_timeout_seconds=watch_timeout_seconds,
+            )
+            for r in RESOURCES.values()
         ]
         self.fetches = 0
 
@@ -130,11 +100,12 @@ class ClusterCache:
             return vmi
         self.fetches += 1
         try:
+            vmis = RESOURCES[VMI]
             resp = self._custom.get_namespaced_custom_object(
-                "kubevirt.io",
-                "v1",
+                vmis.group,
+                vmis.version,
                 namespace,
-                "virtualmachineinstances",
+                vmis.plural,
                 name,
                 _preload_content=False,
                 _request_timeout=5,

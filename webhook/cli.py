@@ -19,6 +19,7 @@ from typing import TextIO
 import yaml
 
 from webhook.errors import InputError
+from webhook.resources import RESOURCES
 from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules import access as a
 from webhook.state import ClusterState
@@ -30,17 +31,8 @@ DELEGATES = {
 }
 STATE_SUFFIXES = (".yaml", ".yml", ".json")
 
+
 # (kind, group, version, plural) read by --kubeconfig; group "" is the core API.
-LIVE_KINDS = (
-    ("Node", "", "v1", "nodes"),
-    ("Pod", "", "v1", "pods"),
-    ("VirtualMachineInstance", "kubevirt.io", "v1", "virtualmachineinstances"),
-    ("VirtualMachine", "kubevirt.io", "v1", "virtualmachines"),
-    ("VirtualMachineInstanceMigration", "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
-    ("NetworkAttachmentDefinition", "k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
-)
-
-
 # ---- reading state ---------------------------------------------------------------------------
 def _documents(path: Path) -> Iterator[tuple[str, dict]]:
     """(where, object) for every object in one file; `kind: List` is expanded."""
@@ -118,7 +110,7 @@ def _with_origin(exc: InputError, origins: dict[str, str], source: str) -> str:
 
 def load_live_state(kubeconfig: str) -> ClusterState:
     """ClusterState listed from the cluster of `kubeconfig` (official Kubernetes client)."""
-    from kubernetes import client, config
+    from kubernetes import config
     from kubernetes.client.rest import ApiException
 
     try:
@@ -126,29 +118,21 @@ def load_live_state(kubeconfig: str) -> ClusterState:
     except Exception as exc:  # the client raises many types for a bad kubeconfig
         detail = " ".join(str(exc).split())
         raise InputError(f"{kubeconfig}: cannot use kubeconfig: {detail}") from None
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     state = ClusterState()
     with api:
-        for kind, group, version, plural in LIVE_KINDS:
-            if not group:
-                lister = core.list_node if kind == "Node" else core.list_pod_for_all_namespaces
-                call = lister
-                args: tuple = ()
-            else:
-                call = custom.list_cluster_custom_object
-                args = (group, version, plural)
+        for r in RESOURCES.values():
             try:
-                resp = call(*args, _preload_content=False, _request_timeout=30)
+                resp = r.list_fn(api)(_preload_content=False, _request_timeout=30)
                 listed = json.loads(resp.data)
             except ApiException as exc:
-                if exc.status == 404 and group:
+                if exc.status == 404 and r.group:
                     continue  # CRD not installed (e.g. no multus): nothing of that kind
-                raise InputError(f"{kubeconfig}: listing {plural} failed: {exc.reason}") from None
+                raise InputError(f"{kubeconfig}: listing {r.plural} failed: {exc.reason}") from None
             except Exception as exc:  # connection refused, TLS, timeouts
                 detail = " ".join(str(exc).split())
                 raise InputError(f"{kubeconfig}: cannot reach the cluster: {detail}") from None
-            items = [{**item, "kind": kind} for item in listed.get("items") or []]
-            state.replace_all(kind, items)
+            items = [{**item, "kind": r.kind} for item in listed.get("items") or []]
+            state.replace_all(r.kind, items)
     return state
 
 

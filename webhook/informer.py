@@ -16,13 +16,12 @@ bookmark, or a watch that ended normally); `age_seconds()` is the time since the
 
 Reuse (the enforcer does): `Informer(state, "VirtualMachineInstanceMigration", list_fn)` where
 `list_fn` is any official client list function taking the usual list/watch keyword arguments,
-e.g. `CoreV1Api(api).list_node` or `custom_list(api, "kubevirt.io", "v1", "virtualmachines")`.
+e.g. `CoreV1Api(api).list_node` or `RESOURCES[VM].list_fn(api)` (webhook/resources.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import random
@@ -31,7 +30,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from webhook.errors import InputError
@@ -45,13 +43,6 @@ EventCallback = Callable[[str, dict], None]
 
 class _Relist(Exception):
     """The watch cannot continue from its resourceVersion; list again."""
-
-
-def custom_list(api: k8s.ApiClient, group: str, version: str, plural: str) -> ListFn:
-    """A list/watch function for a custom resource across all namespaces."""
-    return functools.partial(
-        k8s.CustomObjectsApi(api).list_cluster_custom_object, group, version, plural
-    )
 
 
 def _lines(resp: Any) -> Iterator[bytes]:

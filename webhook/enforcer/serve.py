@@ -7,7 +7,6 @@ hand the Lease back so a standby takes over at once.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import signal
@@ -24,17 +23,14 @@ from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings, parse_settings
 from webhook.errors import InputError
-from webhook.informer import Informer, custom_list
+from webhook.informer import Informer
 from webhook.progress import ProgressSource, PrometheusSource, ScrapeSource
+from webhook.resources import RESOURCES
 from webhook.state import VM, VMI, VMIM, ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
 
-KINDS = (
-    (VMIM, "virtualmachineinstancemigrations"),
-    (VMI, "virtualmachineinstances"),
-    (VM, "virtualmachines"),
-)
+WATCHED = (VMIM, VMI, VM)
 
 
 def make_source(settings: EnforcerSettings) -> ProgressSource | None:
@@ -65,18 +61,10 @@ def start_informers(
 ) -> list[Informer]:
     """One informer per kind; `namespace` limits all three to one namespace."""
     informers = []
-    for kind, plural in KINDS:
-        if namespace:
-            list_fn = functools.partial(
-                k8s.CustomObjectsApi(api).list_namespaced_custom_object,
-                "kubevirt.io",
-                "v1",
-                namespace,
-                plural,
-            )
-        else:
-            list_fn = custom_list(api, "kubevirt.io", "v1", plural)
-        informers.append(Informer(state, kind, list_fn, api_version="kubevirt.io/v1").start())
+    for kind in WATCHED:
+        r = RESOURCES[kind]
+        list_fn = r.list_fn(api, namespace)
+        informers.append(Informer(state, kind, list_fn, api_version=r.api_version).start())
     return informers
 
 
