@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import requests
 from bench import objects as o
 from bench.server import ECHO_PATH
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.processes import stop_process
 from tests.harness.registration import local_webhook_configuration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -193,13 +192,7 @@ def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
         _wait_ready(server, api, timeout=180)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc, timeout=15)
         with contextlib.suppress(RuntimeError):
             api.request(
                 "DELETE",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -27,6 +25,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.processes import stop_process
 from tests.harness.registration import local_webhook_configuration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,16 +63,6 @@ class WebhookProcess:
             "label", "namespace", namespace, f"{self.selector_label}={self.selector_value}"
         )
         assert result.returncode == 0, result.stderr
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 @contextlib.contextmanager
@@ -127,7 +116,7 @@ def running_webhook(plane: ControlPlane, *extra_args: str) -> Iterator[WebhookPr
         _wait_ready(hook, adm, timeout=60)
         yield hook
     finally:
-        _stop(proc)
+        stop_process(proc)
         with contextlib.suppress(ApiException):
             adm.delete_validating_webhook_configuration(config_name)
 

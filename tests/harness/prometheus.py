@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness.controlplane import free_port, set_parent_death_signal
+from tests.harness.processes import stop_process
 
 READY_TIMEOUT_S = 30.0
 
@@ -49,13 +50,7 @@ class Prometheus:
             return json.loads(resp.read())["data"]["result"]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ import base64
 import contextlib
 import json
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -35,6 +34,7 @@ import yaml
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.processes import stop_process
 from tests.harness.registration import local_webhook_configuration
 from tests.harness.simulator import KubeVirtSimulator, Scenario, create_vm
 from tests.integration.chart_support import render
@@ -112,16 +112,6 @@ def allowed(rbac: dict[str, list[dict]], release_ns: str, req: Request) -> bool:
     return req.namespace == release_ns and any(rule_allows(r, req) for r in rbac["Role"])
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,7 +163,7 @@ def spawn(args: list[str], log: Path) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import requests
 from extension.status import ABORTABLE_PHASES
 from tests import webhook_objects as o
 from tests.harness.controlplane import REPO, free_port
+from tests.harness.processes import stop_process
 from tests.harness.rbac import vm_migrator_rbac
 from webhook.certs import generate_ca, generate_serving_cert
 
@@ -110,12 +111,7 @@ def start_server(controlplane, workdir: Path, command: str, *extra_args: str) ->
 
 
 def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process, timeout=15)
 
 
 @pytest.fixture(scope="module")

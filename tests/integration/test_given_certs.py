@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from tests.harness.controlplane import REPO, free_port
 from tests.harness.pki import write_pki
+from tests.harness.processes import stop_process
 
 
 def _served_cert(port: int, ca_file: Path) -> bytes | None:
@@ -87,9 +87,4 @@ def test_given_certificate_is_served_and_reloaded_when_its_files_change(controlp
         assert renewed == ssl.PEM_cert_to_DER_cert(second["cert"].read_text()), log.read_text()
         assert proc.poll() is None  # reloaded in place, not restarted
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

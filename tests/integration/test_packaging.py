@@ -13,7 +13,6 @@ import base64
 import contextlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 import requests
 
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.processes import stop_process
 
 pytestmark = pytest.mark.controlplane
 
@@ -176,13 +176,7 @@ def serving(args: list[str], log: Path) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, timeout=15)
 
 
 def wait_healthy(proc: subprocess.Popen, log: Path, get) -> requests.Response:
