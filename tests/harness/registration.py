@@ -10,12 +10,21 @@ WEBHOOK_NAME = "vmim.migration-guard.io"
 
 
 def local_webhook_configuration(
-    name: str, port: int, namespace_labels: dict[str, str] | None = None
+    name: str,
+    port: int,
+    namespace_labels: dict[str, str] | None = None,
+    *,
+    webhook_name: str = WEBHOOK_NAME,
+    ca_bundle: str | None = None,
 ) -> dict:
-    """`namespace_labels` limits the webhook to labelled namespaces, so tests do not disturb others."""
+    """`namespace_labels` limits the webhook to labelled namespaces, so tests do not disturb others;
+    `ca_bundle` (base64 PEM) is for servers that do not write it themselves."""
+    client_config: dict = {"url": f"https://127.0.0.1:{port}/validate"}
+    if ca_bundle:
+        client_config["caBundle"] = ca_bundle
     webhook: dict = {
-        "name": WEBHOOK_NAME,
-        "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
+        "name": webhook_name,
+        "clientConfig": client_config,
         "rules": [
             {
                 "apiGroups": ["kubevirt.io"],

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ from tests import webhook_objects as o
 from tests.harness.controlplane import REPO, free_port
 from tests.harness.processes import stop_process
 from tests.harness.rbac import vm_migrator_rbac
+from tests.harness.registration import local_webhook_configuration
 from webhook.certs import generate_ca, generate_serving_cert
 
 pytestmark = pytest.mark.controlplane
@@ -119,33 +121,13 @@ def server(controlplane, tmp_path_factory):
     """The webhook process, registered for CREATE of VMIMs in namespaces labelled for it only."""
     srv = start_server(controlplane, tmp_path_factory.mktemp("ext-webhook"), "webhook")
     config = f"ext-test-{uuid.uuid4().hex[:8]}"
-    vwc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": config},
-        "webhooks": [
-            {
-                "name": "ext-test.migration-guard.io",
-                "clientConfig": {
-                    "url": f"{srv.url}/validate",
-                    "caBundle": _b64(srv.ca_file.read_bytes()),
-                },
-                "rules": [
-                    {
-                        "apiGroups": ["kubevirt.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["virtualmachineinstancemigrations"],
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {SELECT_LABEL: config}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }
-        ],
-    }
+    vwc = local_webhook_configuration(
+        config,
+        urlsplit(srv.url).port,
+        {SELECT_LABEL: config},
+        webhook_name="ext-test.migration-guard.io",
+        ca_bundle=_b64(srv.ca_file.read_bytes()),
+    )
     controlplane.apply_yaml(json.dumps(vwc))
     srv.webhook_label = config
     try:
