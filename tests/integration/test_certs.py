@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
@@ -17,6 +16,7 @@ from cryptography import x509
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
 from tests.harness.registration import WEBHOOK_NAME
+from tests.harness.tls import served_certificate
 from tests.webhook_process import running_webhook
 from webhook import certs
 from webhook.settings import Settings
@@ -88,13 +88,8 @@ def test_ca_bundle_written_into_every_webhook(controlplane: ControlPlane):
 
 
 def _serial(port: int, ca_file: str) -> int:
-    ctx = ssl.create_default_context(cafile=ca_file)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    der, version = served_certificate(port, ca_file)
+    assert version in ("TLSv1.2", "TLSv1.3")
     return x509.load_der_x509_certificate(der).serial_number
 
 

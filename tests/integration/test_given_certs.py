@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -18,17 +17,13 @@ from pathlib import Path
 from tests.harness.controlplane import REPO, free_port
 from tests.harness.pki import write_pki
 from tests.harness.processes import stop_process
+from tests.harness.tls import served_certificate
 
 
 def _served_cert(port: int, ca_file: Path) -> bytes | None:
     """The DER certificate a new connection gets, when it verifies against `ca_file`."""
-    context = ssl.create_default_context(cafile=str(ca_file))
     try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=2) as sock,
-            context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
-        ):
-            return tls.getpeercert(binary_form=True)
+        return served_certificate(port, ca_file, timeout=2)[0]
     except (ssl.SSLError, OSError):
         return None
 

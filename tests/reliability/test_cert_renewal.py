@@ -9,8 +9,6 @@ webhook's answer.
 
 from __future__ import annotations
 
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -23,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
 from tests.harness.registration import WEBHOOK_NAME
+from tests.harness.tls import served_certificate
 from tests.reliability.support import FIGURES, post_json
 from tests.webhook_process import running_webhook
 
@@ -32,12 +31,7 @@ RUN_S = 12.0
 
 
 def _serial(port: int, ca_file: str) -> int:
-    ctx = ssl.create_default_context(cafile=ca_file)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
+    der, _version = served_certificate(port, ca_file)
     return x509.load_der_x509_certificate(der).serial_number
 
 
