@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# Builds etcd, kube-apiserver, kubectl and helm from their Go modules on first use (cached).
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm, and
+# KubeVirt's virt-api and virt-controller, its CRDs and KWOK, from their Go modules on first use
+# (cached outside the checkout, keyed by version).
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
+	@bash hack/build-kubevirt.sh >/dev/null
 
 # Debian's prometheus, scraped by the enforcer's integration tests.
 prometheus:

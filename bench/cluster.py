@@ -104,7 +104,7 @@ def _create_vmi(api: Api, vmi: dict) -> None:
     api.request("POST", VMI_PATH, body)
     api.request(
         "PATCH",
-        f"{VMI_PATH}/{vmi['metadata']['name']}/status",
+        f"{VMI_PATH}/{vmi['metadata']['name']}",  # the VMI CRD has no status subresource
         {"status": vmi["status"]},
         "application/merge-patch+json",
     )

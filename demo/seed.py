@@ -1,7 +1,7 @@
 """Seed the demo control plane with the Harvester-like cluster in examples/cluster.
 
 Objects are created as their controllers would leave them: the object first, then its status
-through the status subresource (nodes Ready, VMIs Running, launcher pods Running), and node taints
+(through the status subresource where the kind has one) (nodes Ready, VMIs Running, launcher pods Running), and node taints
 set to what the example says (the API server adds `not-ready` on create; no kubelet clears it).
 """
 
@@ -69,7 +69,9 @@ def create(api: ApiClient, obj: dict) -> None:
             raise
     merge = "application/merge-patch+json"
     if obj.get("status"):
-        call(api, "PATCH", path_of(obj) + "/status", {"status": obj["status"]}, content_type=merge)
+        meta = obj["metadata"]
+        path = RESOURCES[obj["kind"]].status_path(meta.get("namespace"), meta["name"])
+        call(api, "PATCH", path, {"status": obj["status"]}, content_type=merge)
     if obj["kind"] == "Node":
         taints = (obj.get("spec") or {}).get("taints") or None
         call(api, "PATCH", path_of(obj), {"spec": {"taints": taints}}, content_type=merge)

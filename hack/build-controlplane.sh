@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the test control plane (etcd, kube-apiserver, kubectl, helm) from their Go modules,
+# Build the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, helm) from their Go modules,
 # pinned, into a cache outside the checkout keyed by version. Prints the bin directory.
 # Idempotent: a binary already in the cache is not rebuilt.
 set -euo pipefail
@@ -22,7 +23,7 @@ build_k8s() {
   local work minor
   work="$(mktemp -d)"
   minor="v0.${K8S_VERSION#v1.}"
-  step "kube-apiserver and kubectl from k8s.io/kubernetes@${K8S_VERSION} (staging modules at ${minor})"
+  step "kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes@${K8S_VERSION} (staging modules at ${minor})"
   (
     cd "$work"
     go mod init mg-controlplane-k8s >/dev/null 2>&1
@@ -37,11 +38,13 @@ build_k8s() {
         | awk -v v="$minor" '{print "\t" $1 " => " $1 " " v}'
       echo ")"
     } >>go.mod
-    printf 'package main\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\nimport _ "k8s.io/kubectl/pkg/cmd"\nfunc main() {}\n' >tools.go
+    printf 'package main\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\nimport _ "k8s.io/kubernetes/cmd/kube-controller-manager"\nimport _ "k8s.io/kubernetes/cmd/kube-scheduler"\nimport _ "k8s.io/kubectl/pkg/cmd"\nfunc main() {}\n' >tools.go
     go mod tidy >tidy.log 2>&1 || { cat tidy.log >&2; exit 12; }
     go build -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver || exit 13
     go build -o "$BIN/kubectl" k8s.io/kubernetes/cmd/kubectl || exit 14
-  ) || fail "k8s (exit $?: 11 download, 12 module resolution, 13 kube-apiserver, 14 kubectl)"
+    go build -o "$BIN/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager || exit 15
+    go build -o "$BIN/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler || exit 16
+  ) || fail "k8s (exit $?: 11 download, 12 module resolution, 13 kube-apiserver, 14 kubectl, 15 kube-controller-manager, 16 kube-scheduler)"
   rm -rf "$work"
 }
 
@@ -66,6 +69,6 @@ build_helm() {
 }
 
 have etcd || build_etcd
-{ have kube-apiserver && have kubectl; } || build_k8s
+{ have kube-apiserver && have kubectl && have kube-controller-manager && have kube-scheduler; } || build_k8s
 have helm || build_helm
 echo "$BIN"

@@ -23,6 +23,8 @@ class Resource:
     version: str
     plural: str
     namespaced: bool = True
+    # KubeVirt's VMI CRD has no status subresource: its status is written with the object.
+    status_subresource: bool = True
 
     @property
     def api_version(self) -> str:
@@ -35,6 +37,11 @@ class Resource:
             prefix += f"/namespaces/{namespace}"
         path = f"{prefix}/{self.plural}"
         return f"{path}/{name}" if name else path
+
+    def status_path(self, namespace: str | None, name: str) -> str:
+        """Where a controller writes the object's status."""
+        path = self.path(namespace, name)
+        return f"{path}/status" if self.status_subresource else path
 
     def list_fn(self, api: Any, namespace: str | None = None) -> ListFn:
         """An official-client list function (also used to watch): all namespaces, or one."""
@@ -68,7 +75,7 @@ RESOURCES: dict[str, Resource] = {
     for r in (
         Resource(NODE, "", "v1", "nodes", namespaced=False),
         Resource(POD, "", "v1", "pods"),
-        Resource(VMI, "kubevirt.io", "v1", "virtualmachineinstances"),
+        Resource(VMI, "kubevirt.io", "v1", "virtualmachineinstances", status_subresource=False),
         Resource(VMIM, "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
         Resource(VM, "kubevirt.io", "v1", "virtualmachines"),
         Resource(NAD, "k8s.cni.cncf.io", "v1", "network-attachment-definitions"),

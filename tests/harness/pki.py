@@ -1,4 +1,6 @@
-"""Throw-away PKI for the test control plane: a CA, a serving certificate, and a service-account key."""
+"""Throw-away PKI for the test control plane: a CA with the API server's and virt-api's serving
+certificates, a front-proxy CA with the client certificate kube-apiserver presents to aggregated
+APIs, and a service-account key."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+LOOPBACK_SANS = (
+    x509.DNSName("localhost"),
+    x509.DNSName("kubernetes.default.svc"),
+    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+)
+FRONT_PROXY_CLIENT = "front-proxy-client"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -24,57 +33,71 @@ def _pem_key(key) -> bytes:
     )
 
 
-def write_pki(directory: Path) -> dict[str, Path]:
-    """Write ca.crt, apiserver.crt/.key (SANs 127.0.0.1, localhost) and sa.key/sa.pub."""
+def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("migration-guard-test-ca"))
-        .issuer_name(_name("migration-guard-test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    return builder.not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(
+        now + dt.timedelta(days=7)
     )
+
+
+def _ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
-        .issuer_name(ca_cert.subject)
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
+    return _validity(builder).sign(key, hashes.SHA256()), key
+
+
+def _leaf(ca: x509.Certificate, ca_key, common_name: str, client: bool = False):
+    """A serving certificate for loopback, or (`client`) a client certificate named `common_name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if not client:
+        builder = builder.add_extension(x509.SubjectAlternativeName(LOOPBACK_SANS), critical=False)
+    return _validity(builder).sign(ca_key, hashes.SHA256()), key
+
+
+def write_pki(directory: Path) -> dict[str, Path]:
+    """Write the files; the keys of the answer name them (ca, cert/key for kube-apiserver,
+    virt_api_cert/key, front_proxy_ca, front_proxy_cert/key, sa_key/sa_pub)."""
+    pem = serialization.Encoding.PEM
+    ca, ca_key = _ca("migration-guard-test-ca")
+    front_ca, front_ca_key = _ca("migration-guard-test-front-proxy-ca")
+    files: dict[str, Path] = {}
+
+    def write(name: str, filename: str, data: bytes) -> None:
+        files[name] = directory / filename
+        files[name].write_bytes(data)
+
+    write("ca", "ca.crt", ca.public_bytes(pem))
+    write("front_proxy_ca", "front-proxy-ca.crt", front_ca.public_bytes(pem))
+    for prefix, issuer, common_name, client in (
+        ("", (ca, ca_key), "kube-apiserver", False),
+        ("virt_api_", (ca, ca_key), "virt-api", False),
+        ("front_proxy_", (front_ca, front_ca_key), FRONT_PROXY_CLIENT, True),
+    ):
+        cert, key = _leaf(*issuer, common_name, client=client)
+        stem = prefix.rstrip("_").replace("_", "-") or "apiserver"
+        write(f"{prefix}cert", f"{stem}.crt", cert.public_bytes(pem))
+        write(f"{prefix}key", f"{stem}.key", _pem_key(key))
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    files = {
-        "ca": directory / "ca.crt",
-        "cert": directory / "apiserver.crt",
-        "key": directory / "apiserver.key",
-        "sa_key": directory / "sa.key",
-        "sa_pub": directory / "sa.pub",
-    }
-    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files["key"].write_bytes(_pem_key(key))
-    files["sa_key"].write_bytes(_pem_key(sa_key))
-    files["sa_pub"].write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    write("sa_key", "sa.key", _pem_key(sa_key))
+    write(
+        "sa_pub",
+        "sa.pub",
+        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
     )
     return files

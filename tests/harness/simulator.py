@@ -351,7 +351,7 @@ class KubeVirtSimulator:
         call(
             self.api,
             "PATCH",
-            f"{KV}/namespaces/{m.namespace}/virtualmachineinstances/{m.vmi}/status",
+            f"{KV}/namespaces/{m.namespace}/virtualmachineinstances/{m.vmi}",  # no status subresource
             patch,
             content_type="application/merge-patch+json",
         )
@@ -429,7 +429,7 @@ def create_vm(
     vmi = call(
         api,
         "PATCH",
-        f"{KV}/namespaces/{namespace}/virtualmachineinstances/{name}/status",
+        f"{KV}/namespaces/{namespace}/virtualmachineinstances/{name}",  # no status subresource
         {"status": {"phase": "Running", "nodeName": node, "migrationMethod": "LiveMigration"}},
         content_type="application/merge-patch+json",
     )

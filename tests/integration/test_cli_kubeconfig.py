@@ -92,7 +92,7 @@ def test_check_reads_a_live_cluster(controlplane, namespace, capsys):
     custom.create_namespaced_custom_object(
         "kubevirt.io", "v1", namespace, "virtualmachineinstances", vmi
     )
-    custom.patch_namespaced_custom_object_status(
+    custom.patch_namespaced_custom_object(  # the VMI CRD has no status subresource
         "kubevirt.io",
         "v1",
         namespace,

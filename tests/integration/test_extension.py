@@ -157,18 +157,7 @@ def apply(controlplane, obj: dict) -> None:
 
 
 def patch_status(controlplane, kind: str, ns: str, name: str, status: dict) -> None:
-    kubectl_ok(
-        controlplane,
-        "patch",
-        kind,
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    controlplane.patch_status(kind, name, status, namespace=ns)
 
 
 def grant(controlplane, ns: str, user: str) -> None:

@@ -30,24 +30,13 @@ def kubectl_ok(plane: ControlPlane, *args: str, input: str | None = None) -> str
 
 
 def create(plane: ControlPlane, obj: dict) -> None:
-    """Create like a controller would: the object, then its status through the subresource."""
+    """Create like a controller would: the object, then its status."""
     body = {k: v for k, v in obj.items() if k != "status"}
     kubectl_ok(plane, "create", "-f", "-", input=json.dumps(body))
     if "status" in obj:
         meta = obj["metadata"]
         kind = {"VirtualMachineInstance": "vmi", "Node": "node"}[obj["kind"]]
-        ns = ["-n", meta["namespace"]] if "namespace" in meta else []
-        kubectl_ok(
-            plane,
-            "patch",
-            kind,
-            meta["name"],
-            *ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": obj["status"]}),
-        )
+        plane.patch_status(kind, meta["name"], obj["status"], namespace=meta.get("namespace", ""))
     if obj["kind"] == "Node":
         # The NodeRestriction/TaintNodesByCondition admission adds a not-ready taint on create;
         # the node lifecycle controller (not running here) removes it once the node is Ready.

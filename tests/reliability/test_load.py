@@ -39,7 +39,7 @@ def _create_running_vmi(api: k8s.ApiClient, ns: str, name: str) -> None:
     vmi = o.vmi(ns, name, L1)
     status = vmi.pop("status")
     custom.create_namespaced_custom_object(*KV, ns, "virtualmachineinstances", vmi)
-    custom.patch_namespaced_custom_object_status(
+    custom.patch_namespaced_custom_object(  # the VMI CRD has no status subresource
         *KV, ns, "virtualmachineinstances", name, {"status": status}
     )
     pod = o.launcher_pod(ns, name, L1)

@@ -1,0 +1,54 @@
+"""VirtualMachines as a Harvester user creates them, for the KubeVirt profile: virt-api's mutator
+fills in KubeVirt's defaults (host-model CPU, q35, requests) and virt-controller starts them."""
+
+from __future__ import annotations
+
+
+def harvester_vm(
+    namespace: str,
+    name: str,
+    memory: str = "1Gi",
+    cores: int = 1,
+    volumes: list[dict] | None = None,
+    disks: list[dict] | None = None,
+    annotations: dict[str, str] | None = None,
+    node_selector: dict[str, str] | None = None,
+    eviction_strategy: str | None = None,
+) -> dict:
+    """A VM with the management network on masquerade (Harvester's default) and `volumes`."""
+    spec: dict = {
+        "domain": {
+            "cpu": {"cores": cores},
+            "memory": {"guest": memory},
+            "devices": {
+                "disks": disks or [],
+                "interfaces": [{"name": "default", "masquerade": {}, "model": "virtio"}],
+            },
+            "resources": {"limits": {"cpu": str(cores), "memory": memory}},
+        },
+        "networks": [{"name": "default", "pod": {}}],
+        "volumes": volumes or [],
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if eviction_strategy:
+        spec["evictionStrategy"] = eviction_strategy
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {"metadata": {"labels": {"harvesterhci.io/vmName": name}}, "spec": spec},
+        },
+    }
+
+
+def container_disk(
+    name: str = "rootdisk", image: str = "quay.io/kubevirt/cirros-container-disk-demo"
+) -> tuple[dict, dict]:
+    """A disk and its containerDisk volume (a migration-guard blocker that KubeVirt migrates)."""
+    return {"name": name, "disk": {"bus": "virtio"}}, {
+        "name": name,
+        "containerDisk": {"image": image},
+    }

@@ -1,0 +1,79 @@
+"""`kubectl drain` of a node: virt-api's eviction webhook turns each virt-launcher eviction into an
+evacuation, virt-controller's evacuation controller creates the VMIMs, and migration-guard decides
+each one. The migratable VMs leave; the blocked one stays, and the Warning event KubeVirt records
+on its VMI carries migration-guard's reasons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from tests.harness.registration import WEBHOOK_NAME
+from tests.harness.vms import container_disk, harvester_vm
+from tests.integration.enforcer_support import events_for
+from tests.kubevirt.conftest import KubeVirtCluster
+
+pytestmark = pytest.mark.kubevirt
+
+
+@contextlib.contextmanager
+def only_schedulable(cluster: KubeVirtCluster, node: str):
+    """Every other node cordoned while the body runs, so new VMs start on `node`."""
+    others = [n for n in cluster.nodes if n != node]
+    for other in others:
+        cluster.kubectl_ok("cordon", other)
+    try:
+        yield
+    finally:
+        for other in others:
+            cluster.kubectl_ok("uncordon", other)
+
+
+def test_drain_moves_migratable_vms_and_names_why_one_stays(
+    kubevirt_cluster: KubeVirtCluster, vm_namespace: str
+):
+    cluster, ns = kubevirt_cluster, vm_namespace
+    node = cluster.nodes[-1]
+    disk, volume = container_disk()
+    with only_schedulable(cluster, node):
+        for name in ("web-1", "web-2"):
+            cluster.start_vm(harvester_vm(ns, name))
+        cluster.start_vm(harvester_vm(ns, "boxed", disks=[disk], volumes=[volume]))
+    for name in ("web-1", "web-2", "boxed"):
+        assert cluster.vmi(ns, name)["status"]["nodeName"] == node
+
+    try:
+        drained = cluster.plane.kubectl(
+            "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=20s",
+            timeout=90,
+        )  # fmt: skip
+        # the blocked VM holds the drain: kubectl gives up on its virt-launcher pod
+        assert drained.returncode != 0
+        assert "virt-launcher-boxed" in drained.stderr
+        for name in ("web-1", "web-2"):
+            moved = cluster.wait_for(
+                f"{name} evacuated",
+                lambda n=name: (vmi := cluster.vmi(ns, n))["status"]["nodeName"] != node and vmi,
+            )
+            assert moved["status"]["migrationState"]["completed"] is True
+            assert not moved["status"]["migrationState"].get("failed")
+        boxed = cluster.vmi(ns, "boxed")
+        assert boxed["status"]["nodeName"] == node
+        assert boxed["status"]["evacuationNodeName"] == node
+
+        def refusal():
+            return [
+                e
+                for e in events_for(cluster.plane, ns, "boxed")
+                if e["reason"] == "FailedCreate" and e["type"] == "Warning"
+            ]
+
+        events = cluster.wait_for("KubeVirt's FailedCreate event on the blocked VMI", refusal)
+        message = events[0]["message"]
+        assert message.startswith("Error creating a Migration")
+        assert f'admission webhook "{WEBHOOK_NAME}" denied the request' in message
+        assert "ContainerDiskVolume" in message
+    finally:
+        cluster.kubectl_ok("uncordon", node)
