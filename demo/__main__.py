@@ -44,7 +44,8 @@ def instructions(demo: environment.Demo) -> str:
             "Denied by the webhook (each line says what to fix):",
             *denied,
             "",
-            "Allowed (the KubeVirt simulator moves it through its phases to Succeeded):",
+            "Allowed (virt-controller renders the target pod, kube-scheduler binds it, the"
+            " virt-handler stand-in carries the migration out):",
             *allowed,
             "  kubectl get vmim -n default -w",
             "",
@@ -55,7 +56,8 @@ def instructions(demo: environment.Demo) -> str:
             f'  {curl} "$MG/v1/namespaces/default/virtualmachines/clean-vm/migration"',
             "",
             f"The same rules offline: {environment.MIGRATION_GUARD} check --kubeconfig $KUBECONFIG --vm default/big-vm",
-            f"Logs: {demo.workdir}/webhook.log, {demo.workdir}/enforcer.log",
+            f"Logs: {demo.workdir}/webhook.log, {demo.workdir}/enforcer.log,"
+            f" {demo.plane.workdir}/virt-controller.log (and the other components')",
             "",
             "Ctrl-C stops everything and removes it.",
         ]
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nstopping: enforcer, webhook, simulator, kube-apiserver, etcd ...", flush=True)
+        print("\nstopping: enforcer, webhook, KubeVirt, Kubernetes, etcd ...", flush=True)
         demo.stop(remove=code == 0)
     return code
 

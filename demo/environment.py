@@ -1,6 +1,8 @@
-"""Start and stop everything the demo runs: control plane, seeded cluster, webhook (+extension),
-enforcer and the KubeVirt simulator. Every child process gets SIGKILL if the demo dies
-(PR_SET_PDEATHSIG, as the test harness does), and `stop()` removes everything it started."""
+"""Start and stop everything the demo runs: the KubeVirt profile of the control plane (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, KubeVirt's virt-api and
+virt-controller, the virt-handler stand-in), the seeded cluster, webhook (+extension) and
+enforcer. Every child process gets SIGKILL if the demo dies (PR_SET_PDEATHSIG, as the test harness
+does), and `stop()` removes everything it started."""
 
 from __future__ import annotations
 
@@ -16,16 +18,17 @@ from pathlib import Path
 import requests
 import yaml
 
-from demo.seed import seed
+from demo.seed import SeedError, seed
 from tests.harness.controlplane import (
     ControlPlane,
     free_port,
     set_parent_death_signal,
     start_controlplane,
 )
+from tests.harness.kubevirt import DEFAULT_CONFIGURATION
 from tests.harness.rbac import vm_migrator_rbac
 from tests.harness.registration import local_webhook_configuration
-from tests.harness.simulator import KubeVirtSimulator, Scenario
+from tests.harness.virt_handler import Scenario, VirtHandler
 from webhook.kubeapi import KubeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,17 +36,16 @@ MIGRATION_GUARD = REPO / ".venv" / "bin" / "migration-guard"
 SYSTEM_NS = "migration-guard"
 VWC_NAME = "migration-guard"
 VM_NS = "default"
-# VMs the simulator moves when a migration is admitted (migrating-vm's old migration stays put).
-SIMULATED_VMS = (
-    "clean-vm",
-    "clean-vm-2",
-    "vlan-vm",
-    "bridge-vm",
-    "cdrom-vm",
-    "gpu-vm",
-    "big-vm",
-    "lost-network-vm",
-)
+# Harvester's KubeVirt CR: host devices on, the example's GPU permitted.
+KUBEVIRT_CONFIGURATION = {
+    **DEFAULT_CONFIGURATION,
+    "developerConfiguration": {"featureGates": ["HostDevices"]},
+    "permittedHostDevices": {
+        "pciHostDevices": [
+            {"pciVendorSelector": "10DE:1EB8", "resourceName": "nvidia.com/TU104GL_TESLA_T4"}
+        ]
+    },
+}
 
 
 class DemoError(RuntimeError):
@@ -57,7 +59,7 @@ class Demo:
     port: int
     enforcer_port: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    simulator: KubeVirtSimulator | None = None
+    handler: VirtHandler | None = None
 
     @property
     def url(self) -> str:
@@ -79,8 +81,8 @@ class Demo:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
     def stop(self, remove: bool = True) -> None:
-        if self.simulator is not None:
-            self.simulator.stop()
+        if self.handler is not None:
+            self.handler.stop()
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -127,12 +129,19 @@ def start(workdir: Path, say=print) -> Demo:
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)  # a fresh cluster every time
     workdir.mkdir(parents=True)
-    say("starting etcd and kube-apiserver (building them first if not cached) ...")
-    plane = start_controlplane(workdir / "controlplane")
+    say(
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, virt-api"
+        " and virt-controller (building them first if not cached) ..."
+    )
+    plane = start_controlplane(
+        workdir / "controlplane",
+        kubevirt_profile=True,
+        kubevirt_configuration=KUBEVIRT_CONFIGURATION,
+    )
     demo = Demo(workdir, plane, free_port(), free_port())
     try:
         _start(demo, say)
-    except KubeError as err:
+    except (KubeError, SeedError) as err:
         demo.stop(remove=False)
         raise DemoError(f"seeding the cluster failed: {err}") from None
     except BaseException:
@@ -151,9 +160,10 @@ def _kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
 def _start(demo: Demo, say) -> None:
     plane = demo.plane
     shutil.copy(plane.kubeconfig, demo.kubeconfig)
-    api = plane.api_client()
-    say("seeding a Harvester-like cluster from examples/cluster ...")
-    objs = seed(api)
+    demo.handler = VirtHandler(plane, poll_seconds=0.2).start()
+    demo.handler.default_scenario = Scenario.succeed(3.0)
+    say("seeding a Harvester-like cluster from examples/cluster; KubeVirt starts its VMs ...")
+    objs = seed(plane, demo.handler)
     kinds = [o["kind"] for o in objs]
     say(f"  {kinds.count('Node')} nodes, {kinds.count('VirtualMachine')} VMs")
     _kubectl(plane, "create", "namespace", SYSTEM_NS)
@@ -171,10 +181,6 @@ def _start(demo: Demo, say) -> None:
         "-",
         input=json.dumps(local_webhook_configuration(VWC_NAME, demo.port)),
     )
-
-    demo.simulator = KubeVirtSimulator(api, phase_seconds=0.4, poll_seconds=0.2).start()
-    for vm in SIMULATED_VMS:
-        demo.simulator.set_scenario(VM_NS, vm, Scenario.succeed(3.0))
 
     say("starting migration-guard webhook (+ extension) and enforcer ...")
     common = ["--kubeconfig", str(demo.kubeconfig)]
@@ -206,7 +212,7 @@ def _start(demo: Demo, say) -> None:
             "--lease-namespace",
             SYSTEM_NS,
             "--virt-handler-urls",
-            demo.simulator.metrics_url,
+            demo.handler.metrics_url,
             "--check-interval",
             "2s",
         ],

@@ -92,6 +92,19 @@ def _wait_phase(demo: Demo, name: str, timeout: float = 60.0) -> str:
     return seen[-1] if seen else ""
 
 
+def _wait_node(demo: Demo, vmi: str, node: str, timeout: float = 30.0) -> bool:
+    """The VMI reports `node` (the target's handler takes it over after the VMIM Succeeded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = demo.plane.kubectl(
+            "get", "vmi", vmi, "-n", VM_NS, "-o", "jsonpath={.status.nodeName}"
+        )
+        if result.stdout.strip() == node:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def run(demo: Demo) -> int:
     """The tour; 0 when every step behaved as expected."""
     ok = True
@@ -109,7 +122,10 @@ def run(demo: Demo) -> int:
         code = _kubectl(demo, "create", input_file=str(try_dir / f"{name}.yaml"))
         ok = ok and code != 0
 
-    _show("Allowed: clean-vm to harvester-node-3; the KubeVirt simulator runs the migration")
+    _show(
+        "Allowed: clean-vm to harvester-node-3; virt-controller renders the target pod,"
+        " kube-scheduler binds it, the migration runs"
+    )
     path = str(try_dir / "clean-vm-to-node-3.yaml")
     print(f"$ kubectl create -f {path}")
     result = demo.plane.kubectl("create", "-f", path, "-o", "name")
@@ -119,6 +135,20 @@ def run(demo: Demo) -> int:
     print(f"$ kubectl get vmim {name} -n {VM_NS} -w   # phases seen:")
     phase = _wait_phase(demo, name)
     ok = ok and phase == "Succeeded"
+    uid = demo.plane.kubectl(
+        "get", "vmim", name, "-n", VM_NS, "-o", "jsonpath={.metadata.uid}"
+    ).stdout.strip()
+    selector = f"kubevirt.io/migrationJobUID={uid}"
+    _kubectl(demo, "get", "pods", "-n", VM_NS, "-l", selector, "-o", "wide")
+    pod = demo.plane.kubectl(
+        "get", "pods", "-n", VM_NS, "-l", selector, "-o", "jsonpath={.items[0].metadata.name}"
+    ).stdout.strip()
+    _kubectl(
+        demo, "get", "events", "-n", VM_NS,
+        "--field-selector", f"involvedObject.name={pod},reason=Scheduled",
+        "-o", "custom-columns=FROM:.reportingComponent,MESSAGE:.message",
+    )  # fmt: skip
+    ok = ok and _wait_node(demo, "clean-vm", "harvester-node-3")
     _kubectl(demo, "get", "vmi", "clean-vm", "-n", VM_NS)
 
     _show("Target lookup (extension backend, as the Harvester UI asks it)")
