@@ -186,13 +186,17 @@ class VirtHandler:
         with self._lock:
             self.not_migratable[(namespace, vmi)] = (reason, message)
 
+    def metrics_text(self) -> str:
+        """What virt-handler's metrics endpoint serves now."""
+        with self._lock:
+            return render_metrics(list(self.transfers.values()))
+
     def start(self) -> VirtHandler:
         handler = self
 
         class Metrics(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                with handler._lock:
-                    body = render_metrics(list(handler.transfers.values())).encode()
+                body = handler.metrics_text().encode()
                 self.send_response(200 if self.path.startswith("/metrics") else 404)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -52,3 +52,24 @@ def container_disk(
         "name": name,
         "containerDisk": {"image": image},
     }
+
+
+def vmim(namespace: str, name: str, vmi: str, target: str | None = None) -> dict:
+    """A VMIM as `kubectl create` or the Harvester UI makes it (a target as Harvester 1.7 sets it)."""
+    spec: dict = {"vmiName": vmi}
+    if target:
+        spec["addedNodeSelector"] = {"kubernetes.io/hostname": target}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def create_migration(api, namespace: str, vmi: str, name: str | None = None) -> dict:
+    """POST `vmim(...)` named `<vmi>-migration` unless named."""
+    from webhook.kubeapi import call, kubevirt_path
+
+    body = vmim(namespace, name or f"{vmi}-migration", vmi)
+    return call(api, "POST", kubevirt_path(namespace, "virtualmachineinstancemigrations"), body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.enforcer_support import lease_holder
+from tests.harness.enforcers import lease_holder
 from webhook.enforcer.leader import LeaseElector
 from webhook.kubeapi import call
 

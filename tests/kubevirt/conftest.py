@@ -14,6 +14,7 @@ import pytest
 
 from tests.harness.controlplane import ControlPlane, running_controlplane
 from tests.harness.nodes import harvester_node
+from tests.harness.prometheus import Prometheus, running_prometheus
 from tests.harness.virt_handler import VirtHandler
 from tests.webhook_process import WebhookProcess, running_webhook
 from webhook.kubeapi import KubeError, call
@@ -55,6 +56,12 @@ class KubeVirtCluster:
             f"stand-in errors: {self.handler.errors[-5:]}\n{stack}"
         )
 
+    def vmim_phase(self, namespace: str, name: str) -> str:
+        path = (
+            f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstancemigrations/{name}"
+        )
+        return (self.get(path).get("status") or {}).get("phase", "")
+
     def vmi(self, namespace: str, name: str) -> dict:
         return self.get(
             f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}"
@@ -62,14 +69,17 @@ class KubeVirtCluster:
 
     def start_vm(self, vm: dict) -> dict:
         """Create the VM with kubectl and wait until its VMI runs; the VMI."""
-        meta = vm["metadata"]
         self.kubectl_ok("create", "-f", "-", input=json.dumps(vm))
+        return self.running_vmi(vm["metadata"]["namespace"], vm["metadata"]["name"])
+
+    def running_vmi(self, namespace: str, name: str) -> dict:
+        """The VMI once virt-controller has started it and the stand-in runs it."""
 
         def running():
-            vmi = self.vmi(meta["namespace"], meta["name"])
+            vmi = self.vmi(namespace, name)
             return vmi if (vmi.get("status") or {}).get("phase") == "Running" else None
 
-        return self.wait_for(f"VMI {meta['namespace']}/{meta['name']} Running", running, 90)
+        return self.wait_for(f"VMI {namespace}/{name} Running", running, 90)
 
     def pods_of(self, vmi: dict) -> list[dict]:
         meta = vmi["metadata"]
@@ -103,6 +113,13 @@ def kubevirt_cluster() -> Iterator[KubeVirtCluster]:
             yield cluster
         finally:
             handler.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(kubevirt_cluster: KubeVirtCluster) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the stand-in's virt-handler metrics."""
+    with running_prometheus([kubevirt_cluster.handler.metrics_url]) as prom:
+        yield prom
 
 
 @pytest.fixture(scope="session")

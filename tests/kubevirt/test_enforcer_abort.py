@@ -11,11 +11,10 @@ import json
 
 import pytest
 
+from tests.harness.enforcers import Enforcers, events_for
 from tests.harness.virt_handler import Scenario
-from tests.harness.vms import harvester_vm
-from tests.integration.enforcer_support import Enforcers, events_for
+from tests.harness.vms import harvester_vm, vmim
 from tests.kubevirt.conftest import KubeVirtCluster
-from tests.kubevirt.test_migration import phase, vmim
 
 pytestmark = pytest.mark.kubevirt
 
@@ -44,7 +43,7 @@ def test_enforcer_abort_runs_through_virt_controller_and_the_vmi_stays(
     uid = cluster.get(
         f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstancemigrations/m-slow"
     )["metadata"]["uid"]
-    cluster.wait_for("the migration Running", lambda: phase(cluster, ns, "m-slow") == "Running")
+    cluster.wait_for("the migration Running", lambda: cluster.vmim_phase(ns, "m-slow") == "Running")
 
     def gone():
         found = cluster.plane.kubectl("get", "vmim", "m-slow", "-n", ns)

@@ -13,29 +13,10 @@ import json
 import pytest
 
 from tests.harness.registration import WEBHOOK_NAME
-from tests.harness.vms import container_disk, harvester_vm
+from tests.harness.vms import container_disk, harvester_vm, vmim
 from tests.kubevirt.conftest import KubeVirtCluster
 
 pytestmark = pytest.mark.kubevirt
-
-
-def vmim(namespace: str, name: str, vmi: str, target: str | None = None) -> dict:
-    spec: dict = {"vmiName": vmi}
-    if target:
-        spec["addedNodeSelector"] = {"kubernetes.io/hostname": target}
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def phase(cluster: KubeVirtCluster, namespace: str, name: str) -> str:
-    found = cluster.get(
-        f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstancemigrations/{name}"
-    )
-    return (found.get("status") or {}).get("phase", "")
 
 
 def test_admitted_migration_is_scheduled_where_allowed_and_completes(
@@ -76,7 +57,7 @@ def test_admitted_migration_is_scheduled_where_allowed_and_completes(
     assert selector["cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS"] == "true"
     assert selector["cpu-vendor.node.kubevirt.io/Intel"] == "true"
 
-    cluster.wait_for("the VMIM Succeeded", lambda: phase(cluster, ns, "m1") == "Succeeded")
+    cluster.wait_for("the VMIM Succeeded", lambda: cluster.vmim_phase(ns, "m1") == "Succeeded")
     # the target's handler takes the VMI over once the source reported completion
     moved = cluster.wait_for(
         "the VMI on its new node",

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.harness.controlplane import ControlPlane
+from tests.harness.enforcers import Enforcers, lease_holder, wait_for
 from tests.harness.simulator import KubeVirtSimulator, Scenario, create_migration, create_vm
-from tests.integration.enforcer_support import Enforcers, lease_holder, wait_for
 from tests.reliability.support import FIGURES
 
 pytestmark = pytest.mark.controlplane

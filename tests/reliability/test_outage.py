@@ -18,8 +18,7 @@ import pytest
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane, start_controlplane
-from tests.harness.simulator import KubeVirtSimulator, Scenario, create_migration, create_vm
-from tests.integration.enforcer_support import (
+from tests.harness.enforcers import (
     Enforcers,
     events_for,
     get_or_none,
@@ -28,6 +27,7 @@ from tests.integration.enforcer_support import (
     vmim_path,
     wait_for,
 )
+from tests.harness.simulator import KubeVirtSimulator, Scenario, create_migration, create_vm
 from tests.integration.test_webhook import create
 from tests.reliability.support import FIGURES, post_json, start_apiserver, stop_apiserver
 from tests.webhook_process import running_webhook

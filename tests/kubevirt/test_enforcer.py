@@ -1,4 +1,6 @@
-"""The timeout enforcer on the real control plane, with a real Prometheus scraping the simulator.
+"""The timeout enforcer on the KubeVirt profile: migrations run by the real virt-controller and
+the virt-handler stand-in, progress from a real Prometheus scraping the stand-in's metrics, aborts
+carried out by virt-controller's abort path.
 
 Timeouts are scaled down through settings only (5 s per GiB, 4 s without progress, checks every
 0.5 s); a 1 GiB VM gets a 5 s completion deadline. Enforcers are real `migration-guard enforcer`
@@ -16,16 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.harness.controlplane import ControlPlane, free_port
-from tests.harness.prometheus import Prometheus, running_prometheus
-from tests.harness.simulator import (
-    FINALIZER,
-    PHASES,
-    KubeVirtSimulator,
-    Scenario,
-    create_migration,
-    create_vm,
-)
-from tests.integration.enforcer_support import (
+from tests.harness.enforcers import (
     Enforcers,
     events_for,
     get_or_none,
@@ -35,24 +28,32 @@ from tests.integration.enforcer_support import (
     vmim_path,
     wait_for,
 )
+from tests.harness.prometheus import Prometheus
+from tests.harness.virt_handler import Scenario, VirtHandler
+from tests.harness.vms import create_migration, harvester_vm
+from tests.kubevirt.conftest import KubeVirtCluster
 from webhook.enforcer.decisions import parse_time
 
-pytestmark = pytest.mark.controlplane
+pytestmark = pytest.mark.kubevirt
 ABORT_ANNOTATION = "migration-guard.io/abort"
 PER_GIB_OVERRIDE = "migration-guard.io/completion-timeout-per-gib"
+# KubeVirt's VMIM phases up to the transfer, as virt-controller records them
+PHASES = ("Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running")
 
 
 @pytest.fixture(scope="module")
-def sim(controlplane: ControlPlane):
-    simulator = KubeVirtSimulator(controlplane.api_client()).start()
-    yield simulator
-    simulator.stop()
+def controlplane(kubevirt_cluster: KubeVirtCluster) -> ControlPlane:
+    return kubevirt_cluster.plane
 
 
 @pytest.fixture(scope="module")
-def prom(sim: KubeVirtSimulator):
-    with running_prometheus([sim.metrics_url]) as prometheus:
-        yield prometheus
+def sim(kubevirt_cluster: KubeVirtCluster) -> VirtHandler:
+    return kubevirt_cluster.handler
+
+
+@pytest.fixture(scope="module")
+def prom(prometheus: Prometheus) -> Prometheus:
+    return prometheus
 
 
 @pytest.fixture
@@ -69,6 +70,14 @@ def _new_namespace(controlplane: ControlPlane, prefix: str) -> str:
     return name
 
 
+def _start_vms(cluster: KubeVirtCluster, namespace: str, vms: dict[str, dict]) -> dict[str, str]:
+    """Start 1 GiB VMs (name -> VM annotations) through KubeVirt; name -> the node each runs on."""
+    for name, vm_annotations in vms.items():
+        body = harvester_vm(namespace, name, memory="1Gi", annotations=vm_annotations)
+        cluster.kubectl_ok("create", "-f", "-", input=json.dumps(body))
+    return {name: cluster.running_vmi(namespace, name)["status"]["nodeName"] for name in vms}
+
+
 # ----------------------------------------------------------------------------------------------
 # The four scenarios, run side by side in one namespace under one enforcer.
 SCENARIOS = {
@@ -82,13 +91,14 @@ SCENARIOS = {
 
 @pytest.fixture(scope="module")
 def scenario_run(
-    controlplane: ControlPlane, sim: KubeVirtSimulator, prom: Prometheus, tmp_path_factory
+    kubevirt_cluster: KubeVirtCluster, sim: VirtHandler, prom: Prometheus, tmp_path_factory
 ):
+    controlplane = kubevirt_cluster.plane
     api = controlplane.api_client()
     namespace = _new_namespace(controlplane, "enf-scn")
-    for name, (scenario, extra) in SCENARIOS.items():
-        create_vm(api, namespace, name, memory="1Gi", node="node-1", annotations=extra)
+    for name, (scenario, _) in SCENARIOS.items():
         sim.set_scenario(namespace, name, scenario)
+    sources = _start_vms(kubevirt_cluster, namespace, {n: e for n, (_, e) in SCENARIOS.items()})
     group = Enforcers(controlplane, tmp_path_factory.mktemp("enforcer"))
     try:
         enforcer = group.start("solo", namespace, "--prometheus-url", prom.url)
@@ -128,6 +138,7 @@ def scenario_run(
             "enforcer": enforcer,
             "metrics": enforcer.get("/metrics")[1],
             "readyz": enforcer.readyz(),
+            "sources": sources,
         }
     finally:
         group.stop_all()
@@ -153,14 +164,13 @@ def test_completed_migrations_are_never_touched(scenario_run, controlplane, name
     vmim = get_or_none(api, vmim_path(namespace, f"{name}-migration"))
     assert vmim is not None and vmim["status"]["phase"] == "Succeeded"
     assert "deletionTimestamp" not in vmim["metadata"]
-    assert FINALIZER not in (vmim["metadata"].get("finalizers") or [])
     phases = [t["phase"] for t in vmim["status"]["phaseTransitionTimestamps"]]
     assert phases == [*PHASES, "Succeeded"]
     vmi = get_or_none(api, vmi_path(namespace, name))
-    assert vmi["status"]["nodeName"] == "node-2"
     state = vmi["status"]["migrationState"]
     assert state["completed"] is True and state["migrationUid"] == vmim["metadata"]["uid"]
-    assert state["sourceNode"] == "node-1" and state["targetNode"] == "node-2"
+    assert state["sourceNode"] == scenario_run["sources"][name] != state["targetNode"]
+    assert vmi["status"]["nodeName"] == state["targetNode"]
     assert _abort_record(api, namespace, name) is None
     assert _reasons(controlplane, namespace, name) == []
 
@@ -184,7 +194,7 @@ def test_overrun_is_aborted_within_one_interval_of_its_deadline(scenario_run, co
         "VMIM gone",
     )
     state = get_or_none(api, vmi_path(namespace, "vm-overrun"))["status"]
-    assert state["nodeName"] == "node-1"
+    assert state["nodeName"] == scenario_run["sources"]["vm-overrun"]
     assert state["migrationState"]["abortRequested"] is True
     assert state["migrationState"]["abortStatus"] == "Succeeded"
     assert state["migrationState"]["failed"] is True
@@ -246,14 +256,13 @@ def test_metrics_and_readiness_after_the_run(scenario_run) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def test_dry_run_and_progress_source_outage(controlplane, sim, enforcers) -> None:
+def test_dry_run_and_progress_source_outage(kubevirt_cluster, controlplane, sim, enforcers) -> None:
     """Dry-run only reports; with no progress source only completion is judged, said once."""
     api = controlplane.api_client()
     namespace = _new_namespace(controlplane, "enf-dry")
-    create_vm(api, namespace, "vm-over", memory="1Gi")
-    create_vm(api, namespace, "vm-flat", memory="1Gi", annotations={PER_GIB_OVERRIDE: "30"})
     sim.set_scenario(namespace, "vm-over", Scenario.overrun(600))
     sim.set_scenario(namespace, "vm-flat", Scenario.stall(after=0.5))
+    _start_vms(kubevirt_cluster, namespace, {"vm-over": {}, "vm-flat": {PER_GIB_OVERRIDE: "30"}})
     port = free_port()  # a virt-handler endpoint that is down at first
     enforcer = enforcers.start(
         "dry", namespace, "--dry-run", "--virt-handler-urls", f"http://127.0.0.1:{port}/metrics"
@@ -275,10 +284,10 @@ def test_dry_run_and_progress_source_outage(controlplane, sim, enforcers) -> Non
     assert _abort_record(api, namespace, "vm-over") is None
     assert _reasons(controlplane, namespace, "vm-over") == []
 
-    # The virt-handler endpoint comes up (serving the simulator's metrics): said once, used.
+    # The virt-handler endpoint comes up (serving the stand-in's metrics): said once, used.
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = sim.render_metrics().encode()
+            body = sim.metrics_text().encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -301,14 +310,19 @@ def test_dry_run_and_progress_source_outage(controlplane, sim, enforcers) -> Non
 
 
 # ----------------------------------------------------------------------------------------------
-def test_leader_failover_without_double_abort(controlplane, sim, prom, enforcers) -> None:
+def test_leader_failover_without_double_abort(
+    kubevirt_cluster, controlplane, sim, prom, enforcers
+) -> None:
     api = controlplane.api_client()
     namespace = _new_namespace(controlplane, "enf-ha")
     # Stall (aborted while both replicas run) and overrun (aborted after the leader dies).
-    create_vm(api, namespace, "vm-stall", memory="1Gi", annotations={PER_GIB_OVERRIDE: "30"})
-    create_vm(api, namespace, "vm-over", memory="1Gi", annotations={PER_GIB_OVERRIDE: "14"})
     sim.set_scenario(namespace, "vm-stall", Scenario.stall(after=0.5))
     sim.set_scenario(namespace, "vm-over", Scenario.overrun(600))
+    _start_vms(
+        kubevirt_cluster,
+        namespace,
+        {"vm-stall": {PER_GIB_OVERRIDE: "30"}, "vm-over": {PER_GIB_OVERRIDE: "14"}},
+    )
     a = enforcers.start("replica-a", namespace, "--prometheus-url", prom.url)
     b = enforcers.start("replica-b", namespace, "--prometheus-url", prom.url)
     enforcers.wait_ready(a)
