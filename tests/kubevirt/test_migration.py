@@ -85,3 +85,45 @@ def test_refused_migration_never_reaches_kubevirt(
     assert "NotFound" in gone.stderr
     # nothing for virt-controller to act on: the VMI keeps its one launcher pod
     assert len(cluster.pods_of(vmi)) == 1
+
+
+def test_cordoned_target_is_refused_and_dry_run_answers_alike(
+    kubevirt_cluster: KubeVirtCluster, vm_namespace: str
+):
+    cluster, ns = kubevirt_cluster, vm_namespace
+    source = cluster.start_vm(harvester_vm(ns, "steady"))["status"]["nodeName"]
+    target = next(n for n in cluster.nodes if n != source)
+    cluster.kubectl_ok("cordon", target)
+    try:
+        # kube-controller-manager's taint is there too, as on a real cluster
+        cluster.wait_for(
+            "the unschedulable taint",
+            lambda: any(
+                t["key"] == "node.kubernetes.io/unschedulable"
+                for t in cluster.get(f"/api/v1/nodes/{target}")["spec"].get("taints") or []
+            ),
+        )
+        body = json.dumps(vmim(ns, "m3", "steady", target))
+        for dry in ((), ("--dry-run=server",)):
+            denied = cluster.plane.kubectl("create", *dry, "-f", "-", input=body)
+            assert denied.returncode == 1, denied.stdout
+            assert f'admission webhook "{WEBHOOK_NAME}" denied the request' in denied.stderr
+            assert f"TargetNotEligible: target node '{target}'" in denied.stderr
+            assert f"node '{target}' is cordoned" in denied.stderr
+    finally:
+        cluster.kubectl_ok("uncordon", target)
+    body = json.dumps(vmim(ns, "m3", "steady", target))
+    # once the uncordon reaches migration-guard's watch-fed cache
+    admitted = cluster.wait_for(
+        "the uncordoned target admitted",
+        lambda: (
+            (
+                r := cluster.plane.kubectl("create", "--dry-run=server", "-f", "-", input=body)
+            ).returncode
+            == 0
+            and r
+        ),
+        timeout=10,
+    )
+    assert "Warning: migration-guard: VM" in admitted.stderr
+    assert "created (server dry run)" in admitted.stdout
