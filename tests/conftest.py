@@ -1,12 +1,27 @@
-"""Fixtures shared by all tests: the real control plane (once per session) and fresh namespaces."""
+"""Fixtures shared by all tests: the real control plane (once per session) and fresh namespaces;
+the KubeVirt profile (once per session, when a test asks for it) with its nodes, the virt-handler
+stand-in, a Prometheus scraping it, and migration-guard's webhook beside virt-api's."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from tests.harness.controlplane import ControlPlane, running_controlplane
+from tests.harness.kubevirt_cluster import (
+    NODE_MEMORY,
+    NODES,
+    READY_TIMEOUT_S,
+    KubeVirtCluster,
+    node_ready,
+)
+from tests.harness.nodes import harvester_node
+from tests.harness.prometheus import Prometheus, running_prometheus
+from tests.harness.virt_handler import VirtHandler
+from tests.webhook_process import WebhookProcess, running_webhook
+from webhook.kubeapi import call
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +37,48 @@ def namespace(controlplane: ControlPlane) -> str:
     result = controlplane.kubectl("create", "namespace", name)
     assert result.returncode == 0, result.stderr
     return name
+
+
+@pytest.fixture(scope="session")
+def kubevirt_cluster() -> Iterator[KubeVirtCluster]:
+    with running_controlplane(kubevirt_profile=True) as plane:
+        api = plane.api_client()
+        for name in NODES:
+            call(api, "POST", "/api/v1/nodes", harvester_node(name, memory=NODE_MEMORY))
+        handler = VirtHandler(plane).start()
+        cluster = KubeVirtCluster(plane, handler, NODES)
+        for name in NODES:
+            cluster.wait_for(
+                f"node {name} Ready without taints",
+                lambda n=name: node_ready(cluster.get(f"/api/v1/nodes/{n}")),
+                READY_TIMEOUT_S,
+            )
+        try:
+            yield cluster
+        finally:
+            handler.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(kubevirt_cluster: KubeVirtCluster) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the stand-in's virt-handler metrics."""
+    with running_prometheus([kubevirt_cluster.handler.metrics_url]) as prom:
+        yield prom
+
+
+@pytest.fixture(scope="session")
+def guard(kubevirt_cluster: KubeVirtCluster) -> Iterator[WebhookProcess]:
+    """migration-guard's webhook, registered beside virt-api's for labelled namespaces."""
+    with running_webhook(kubevirt_cluster.plane) as hook:
+        yield hook
+
+
+@pytest.fixture
+def vm_namespace(kubevirt_cluster: KubeVirtCluster, guard: WebhookProcess) -> Iterator[str]:
+    """A fresh namespace that migration-guard guards; deleted afterwards (the namespace
+    controller runs in this profile)."""
+    name = f"kv-{uuid.uuid4().hex[:8]}"
+    kubevirt_cluster.kubectl_ok("create", "namespace", name)
+    guard.label_namespace(kubevirt_cluster.plane, name)
+    yield name
+    kubevirt_cluster.plane.kubectl("delete", "namespace", name, "--wait=false")

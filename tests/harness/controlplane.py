@@ -288,12 +288,18 @@ def install_crds(plane: ControlPlane) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(create, crds))
-    names = [crd["metadata"]["name"] for crd in crds]
-    result = plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", *[f"crd/{n}" for n in names]
-    )
-    if result.returncode != 0:
-        raise ControlPlaneError(f"CRDs not established: {result.stderr}")
+    pending = {crd["metadata"]["name"] for crd in crds}
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        for name in sorted(pending):
+            conditions = (call(api, "GET", f"{CRD_PATH}/{name}").get("status") or {}).get(
+                "conditions"
+            ) or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                pending.discard(name)
+        time.sleep(0.1)
+    if pending:
+        raise ControlPlaneError(f"CRDs not established after 30s: {', '.join(sorted(pending))}")
 
 
 def start_controlplane(

@@ -33,6 +33,7 @@ import copy
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +56,7 @@ NODE_NAME_LABEL = "kubevirt.io/nodeName"
 TARGET_NODE_LABEL = "kubevirt.io/migrationTargetNodeName"
 MIGRATION_PORT = "49152"
 ABORTED = "operation aborted: migration out job: canceled by client"
+WORKERS = 8
 
 
 def rfc3339(ts: float | None = None) -> str:
@@ -224,17 +226,28 @@ class VirtHandler:
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for vmi in call(self.admin, "GET", VMIS).get("items") or []:
-                    self._sync(vmi)
-            except KubeError as err:  # a conflict or a race with a delete: retried next poll
-                if err.status != 409:
+        # one handler per node acts in parallel on a real cluster: VMIs are synced side by side
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            while not self._stop.is_set():
+                try:
+                    list(
+                        pool.map(
+                            self._sync_safely, call(self.admin, "GET", VMIS).get("items") or []
+                        )
+                    )
+                except KubeError as err:
                     self.errors.append(str(err))
-            except Exception as err:
-                log.exception("virt-handler stand-in failed")
-                self.errors.append(repr(err))
-            self._stop.wait(self.poll_seconds)
+                self._stop.wait(self.poll_seconds)
+
+    def _sync_safely(self, vmi: dict) -> None:
+        try:
+            self._sync(vmi)
+        except KubeError as err:  # a conflict or a race with a delete: retried next poll
+            if err.status not in (404, 409):
+                self.errors.append(str(err))
+        except Exception as err:
+            log.exception("virt-handler stand-in failed")
+            self.errors.append(repr(err))
 
     def _sync(self, vmi: dict) -> None:
         status = vmi.get("status") or {}
@@ -249,15 +262,16 @@ class VirtHandler:
 
     def _client(self, node: str) -> ApiClient:
         """An API client that is node `node`'s virt-handler."""
-        if node not in self._clients:
-            api = self.plane.api_client()
-            api.set_default_header("Impersonate-User", HANDLER)
-            api.set_default_header("Impersonate-Group", "system:masters")
-            api.set_default_header(
-                "Impersonate-Extra-authentication.kubernetes.io%2Fnode-name", node
-            )
-            self._clients[node] = api
-        return self._clients[node]
+        with self._lock:
+            return self._clients.get(node) or self._new_client(node)
+
+    def _new_client(self, node: str) -> ApiClient:
+        api = self.plane.api_client()
+        api.set_default_header("Impersonate-User", HANDLER)
+        api.set_default_header("Impersonate-Group", "system:masters")
+        api.set_default_header("Impersonate-Extra-authentication.kubernetes.io%2Fnode-name", node)
+        self._clients[node] = api
+        return api
 
     def _update(self, node: str, vmi: dict, change) -> None:
         """`change(copy)` then an update as `node`'s handler; the resourceVersion guards it."""

@@ -24,7 +24,11 @@ def harvester_vm(
                 "disks": disks or [],
                 "interfaces": [{"name": "default", "masquerade": {}, "model": "virtio"}],
             },
-            "resources": {"limits": {"cpu": str(cores), "memory": memory}},
+            # as Harvester writes them: limits, and requests after its CPU overcommit (1600 %)
+            "resources": {
+                "limits": {"cpu": str(cores), "memory": memory},
+                "requests": {"cpu": f"{125 * cores}m", "memory": memory},
+            },
         },
         "networks": [{"name": "default", "pod": {}}],
         "volumes": volumes or [],

@@ -11,9 +11,9 @@ import contextlib
 import pytest
 
 from tests.harness.enforcers import events_for
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.registration import WEBHOOK_NAME
 from tests.harness.vms import container_disk, harvester_vm
-from tests.kubevirt.conftest import KubeVirtCluster
 
 pytestmark = pytest.mark.kubevirt
 

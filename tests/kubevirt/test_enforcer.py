@@ -28,10 +28,10 @@ from tests.harness.enforcers import (
     vmim_path,
     wait_for,
 )
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.prometheus import Prometheus
 from tests.harness.virt_handler import Scenario, VirtHandler
 from tests.harness.vms import create_migration, harvester_vm
-from tests.kubevirt.conftest import KubeVirtCluster
 from webhook.enforcer.decisions import parse_time
 
 pytestmark = pytest.mark.kubevirt

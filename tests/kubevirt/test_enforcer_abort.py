@@ -12,9 +12,9 @@ import json
 import pytest
 
 from tests.harness.enforcers import Enforcers, events_for
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import harvester_vm, vmim
-from tests.kubevirt.conftest import KubeVirtCluster
 
 pytestmark = pytest.mark.kubevirt
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import harvester_vm
 from tests.integration.test_extension import Server, grant, start_server, stop_server
-from tests.kubevirt.conftest import KubeVirtCluster
 from webhook.kubeapi import kubevirt_path
 
 pytestmark = pytest.mark.kubevirt

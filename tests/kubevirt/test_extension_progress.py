@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.prometheus import Prometheus
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import create_migration, harvester_vm
 from tests.integration.test_extension import start_server, stop_server, wait_for
-from tests.kubevirt.conftest import KubeVirtCluster
 
 pytestmark = pytest.mark.kubevirt
 

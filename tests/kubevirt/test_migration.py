@@ -12,9 +12,9 @@ import json
 
 import pytest
 
+from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.registration import WEBHOOK_NAME
 from tests.harness.vms import container_disk, harvester_vm, vmim
-from tests.kubevirt.conftest import KubeVirtCluster
 
 pytestmark = pytest.mark.kubevirt
 

@@ -1,25 +1,20 @@
-"""Fixtures of the KubeVirt profile: one control plane with the real KubeVirt and kube-scheduler
-for the whole session, four Harvester-like KWOK nodes, the virt-handler stand-in, and
-migration-guard's webhook registered beside virt-api's."""
+"""A running KubeVirt profile as tests use it: the control plane, the virt-handler stand-in, the
+Harvester-like nodes, and the waits and reads its tests share."""
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from tests.harness.controlplane import ControlPlane, running_controlplane
-from tests.harness.nodes import harvester_node
-from tests.harness.prometheus import Prometheus, running_prometheus
+from tests.harness.controlplane import ControlPlane
 from tests.harness.virt_handler import VirtHandler
-from tests.webhook_process import WebhookProcess, running_webhook
 from webhook.kubeapi import KubeError, call
 
 NODES = tuple(f"harvester-node-{i}" for i in range(4))
+NODE_MEMORY = "256Gi"  # room for the reliability tests' 200 VMs and their targets
 READY_TIMEOUT_S = 90.0
 
 
@@ -95,46 +90,8 @@ def _node_ready(node: dict) -> bool:
     return conditions.get("Ready") == "True" and not (node.get("spec") or {}).get("taints")
 
 
-@pytest.fixture(scope="session")
-def kubevirt_cluster() -> Iterator[KubeVirtCluster]:
-    with running_controlplane(kubevirt_profile=True) as plane:
-        api = plane.api_client()
-        for name in NODES:
-            call(api, "POST", "/api/v1/nodes", harvester_node(name))
-        handler = VirtHandler(plane).start()
-        cluster = KubeVirtCluster(plane, handler, NODES)
-        for name in NODES:
-            cluster.wait_for(
-                f"node {name} Ready without taints",
-                lambda n=name: _node_ready(cluster.get(f"/api/v1/nodes/{n}")),
-                READY_TIMEOUT_S,
-            )
-        try:
-            yield cluster
-        finally:
-            handler.stop()
-
-
-@pytest.fixture(scope="session")
-def prometheus(kubevirt_cluster: KubeVirtCluster) -> Iterator[Prometheus]:
-    """A real Prometheus scraping the stand-in's virt-handler metrics."""
-    with running_prometheus([kubevirt_cluster.handler.metrics_url]) as prom:
-        yield prom
-
-
-@pytest.fixture(scope="session")
-def guard(kubevirt_cluster: KubeVirtCluster) -> Iterator[WebhookProcess]:
-    """migration-guard's webhook, registered beside virt-api's for labelled namespaces."""
-    with running_webhook(kubevirt_cluster.plane) as hook:
-        yield hook
-
-
-@pytest.fixture
-def vm_namespace(kubevirt_cluster: KubeVirtCluster, guard: WebhookProcess) -> Iterator[str]:
-    """A fresh namespace that migration-guard guards; deleted afterwards (the namespace
-    controller runs in this profile)."""
-    name = f"kv-{uuid.uuid4().hex[:8]}"
-    kubevirt_cluster.kubectl_ok("create", "namespace", name)
-    guard.label_namespace(kubevirt_cluster.plane, name)
-    yield name
-    kubevirt_cluster.plane.kubectl("delete", "namespace", name, "--wait=false")
+def node_ready(node: dict) -> bool:
+    conditions = {
+        c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []
+    }
+    return conditions.get("Ready") == "True" and not (node.get("spec") or {}).get("taints")
