@@ -1,7 +1,8 @@
 """API server outage: kube-apiserver is killed while the webhook serves and the enforcer runs.
 
-A control plane of this module's own (the session's is shared by other tests): its kube-apiserver
-is killed and started again on the same port and etcd. The webhook keeps answering from its cache
+A KubeVirt-profile control plane of this module's own (the session's is shared by other tests):
+its kube-apiserver is killed and started again on the same port and etcd, under KubeVirt,
+kube-controller-manager, kube-scheduler and KWOK as well. The webhook keeps answering from its cache
 while the cache is younger than --max-cache-age, then denies with the reason (policy deny) and says
 so in /readyz; when the API server returns, the watches resume and a change made right after is
 seen. The enforcer aborts nothing while it cannot confirm state, and aborts the overdue migration
@@ -27,25 +28,36 @@ from tests.harness.enforcers import (
     vmim_path,
     wait_for,
 )
-from tests.harness.simulator import KubeVirtSimulator, Scenario, create_migration, create_vm
-from tests.integration.test_webhook import create
+from tests.harness.kubevirt_cluster import KubeVirtCluster, node_ready
+from tests.harness.nodes import harvester_node
+from tests.harness.virt_handler import Scenario, VirtHandler
+from tests.harness.vms import create_migration, harvester_vm
 from tests.reliability.support import FIGURES, post_json, start_apiserver, stop_apiserver
 from tests.webhook_process import running_webhook
 from webhook.annotations import ABORT as ABORT_ANNOTATION
+from webhook.kubeapi import call
 
-pytestmark = pytest.mark.controlplane
+pytestmark = pytest.mark.kubevirt
 
 N1, N2 = "out-node-1", "out-node-2"
 MAX_AGE_S = 4
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory):
-    """A control plane this module may break."""
-    cp = start_controlplane(tmp_path_factory.mktemp("outage-plane"))
+def cluster(tmp_path_factory):
+    """A KubeVirt profile this module may break, with two Harvester nodes."""
+    cp = start_controlplane(tmp_path_factory.mktemp("outage-plane"), kubevirt_profile=True)
+    handler = VirtHandler(cp)
     try:
-        yield cp
+        for name in (N1, N2):
+            call(cp.api_client(), "POST", "/api/v1/nodes", harvester_node(name))
+        handler.start()
+        kv = KubeVirtCluster(cp, handler, (N1, N2))
+        for name in (N1, N2):
+            kv.wait_for(f"{name} Ready", lambda n=name: node_ready(kv.get(f"/api/v1/nodes/{n}")))
+        yield kv
     finally:
+        handler.stop()
         cp.stop()
         shutil.rmtree(cp.workdir, ignore_errors=True)
 
@@ -68,26 +80,24 @@ def _readyz(hook) -> dict:
     return json.loads(hook.get("/readyz")[1])
 
 
-def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane, tmp_path) -> None:
+def test_webhook_and_enforcer_ride_out_an_api_server_outage(
+    cluster: KubeVirtCluster, tmp_path
+) -> None:
+    plane = cluster.plane
     api = plane.api_client()
     ns = _ns(plane, "outage-vms")
-    for node in (o.node(N1), o.node(N2)):
-        create(plane, node)
-    create(plane, o.nad(ns))
-    create(plane, o.vm(ns, "clean"))
-    create(plane, o.vmi(ns, "clean", N1))
-    create(plane, o.launcher_pod(ns, "clean", N1))
+    source = cluster.start_vm(harvester_vm(ns, "clean"))["status"]["nodeName"]
+    target = N2 if source == N1 else N1
 
     # The enforcer side: one overrun migration whose 5 s deadline falls inside the outage.
     ens = _ns(plane, "outage-enf")
-    sim = KubeVirtSimulator(api).start()
     enforcers = Enforcers(plane, tmp_path)
     args = ("--watch-timeout", "2", "--max-cache-age", f"{MAX_AGE_S}s")
     try:
         with running_webhook(plane, *args) as hook:
             hook.label_namespace(plane, ns)
-            create_vm(api, ens, "vm-over", memory="1Gi", node=N1)
-            sim.set_scenario(ens, "vm-over", Scenario.overrun(600))
+            cluster.handler.set_scenario(ens, "vm-over", Scenario.overrun(600))
+            cluster.start_vm(harvester_vm(ens, "vm-over"))
             enforcer = enforcers.start("solo", ens)
             enforcers.wait_ready(enforcer)
             create_migration(api, ens, "vm-over")
@@ -100,14 +110,14 @@ def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane,
                 20,
                 "the migration to start",
             )
-            assert _decide(hook, ns, N2, "before")["allowed"] is True
+            assert _decide(hook, ns, target, "before")["allowed"] is True
             lists_before = _readyz(hook)["informers"]["Node"]["lists"]
 
             stop_apiserver(plane)
             FIGURES.add("faults injected")
             down_at = time.monotonic()
             # 1. still answering from the cache while it is young enough
-            answer = _decide(hook, ns, N2, "during-fresh")
+            answer = _decide(hook, ns, target, "during-fresh")
             assert time.monotonic() - down_at < MAX_AGE_S
             assert answer["allowed"] is True, answer
             # 2. then stale: denied with the reason, /readyz says so, /healthz still fine
@@ -115,7 +125,7 @@ def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane,
                 lambda: _readyz(hook)["cacheStale"], MAX_AGE_S + 10, "the cache to go stale"
             )
             assert "lost its watch on the API server" in stale
-            denied = _decide(hook, ns, N2, "during-stale")
+            denied = _decide(hook, ns, target, "during-stale")
             assert denied["allowed"] is False
             assert [c["reason"] for c in denied["status"]["details"]["causes"]] == ["CacheNotReady"]
             assert "cluster cache is" in denied["status"]["message"]
@@ -137,12 +147,13 @@ def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane,
             start_apiserver(plane)
             back_at = time.monotonic()
             # a change made right after the API server returns is seen: cordon the target
-            assert plane.kubectl("cordon", N2).returncode == 0
+            assert plane.kubectl("cordon", target).returncode == 0
             wait_for(
                 lambda: (
                     "is cordoned"
                     in (
-                        _decide(hook, ns, N2, f"after-{time.monotonic_ns()}").get("status") or {}
+                        _decide(hook, ns, target, f"after-{time.monotonic_ns()}").get("status")
+                        or {}
                     ).get("message", "")
                 ),
                 30,
@@ -150,7 +161,7 @@ def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane,
                 every=0.3,
             )
             resumed = time.monotonic() - back_at
-            answer = _decide(hook, ns, N2, "after")
+            answer = _decide(hook, ns, target, "after")
             assert "TargetNotEligible" in answer["status"]["message"]
             assert "is cordoned" in answer["status"]["message"]
             ready = _readyz(hook)
@@ -180,4 +191,3 @@ def test_webhook_and_enforcer_ride_out_an_api_server_outage(plane: ControlPlane,
             FIGURES.add("decisions wrong or lost", 0)
     finally:
         enforcers.stop_all()
-        sim.stop()
