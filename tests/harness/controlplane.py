@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from tests.harness import kubevirt
+from tests.harness.builds import built
 from tests.harness.pki import FRONT_PROXY_CLIENT, write_pki
 from webhook.kubeapi import KubeError, call
 
@@ -62,15 +63,7 @@ def controlplane_bin_dir() -> Path:
     override = os.environ.get("MG_CONTROLPLANE_BIN")
     if override:
         return Path(override)
-    result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-controlplane.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ControlPlaneError(f"building the control plane failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return built("build-controlplane.sh", ControlPlaneError)
 
 
 def free_port() -> int:

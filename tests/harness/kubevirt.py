@@ -22,21 +22,21 @@ import base64
 import copy
 import json
 import os
+import shutil
 import socket
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tests.harness.builds import built
 from tests.harness.supervisor import Supervised
 from webhook.kubeapi import KubeError, call
 
 if TYPE_CHECKING:
     from tests.harness.controlplane import ControlPlane
 
-REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "kubevirt"
 CONTROLLER = f"system:serviceaccount:{NAMESPACE}:kubevirt-controller"
 APISERVER = f"system:serviceaccount:{NAMESPACE}:kubevirt-apiserver"
@@ -64,15 +64,7 @@ class KubeVirtError(RuntimeError):
 
 def kubevirt_root() -> Path:
     """The cached KubeVirt build (hack/build-kubevirt.sh), built first when missing."""
-    result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-kubevirt.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise KubeVirtError(f"building KubeVirt failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1]).parent
+    return built("build-kubevirt.sh", KubeVirtError).parent
 
 
 def kubevirt_crds() -> Path:
@@ -173,7 +165,13 @@ class KubeVirtStack:
         api = self.plane.api_client()
         _ensure(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
         self._create_kubevirt_cr(api, configuration or DEFAULT_CONFIGURATION)
-        pki = self.plane.pki
+        # a folder of its own: virt-api reloads its certificate on any change in the folder
+        # (fsnotify on the directory), and the workdir holds every component's growing log
+        certs = self.plane.workdir / "virt-api-certs"
+        certs.mkdir(exist_ok=True)
+        for name in ("virt_api_cert", "virt_api_key"):
+            shutil.copy(self.plane.pki[name], certs / self.plane.pki[name].name)
+        cert, key = (certs / self.plane.pki[n].name for n in ("virt_api_cert", "virt_api_key"))
         self.virt_api_port = _free_port()
         virt_api = self._supervise(
             "virt-api",
@@ -182,8 +180,8 @@ class KubeVirtStack:
                 f"--kubeconfig={self._kubeconfig(APISERVER)}",
                 "--listen=127.0.0.1",
                 f"--port={self.virt_api_port}",
-                f"--tls-cert-file={pki['virt_api_cert']}",
-                f"--tls-key-file={pki['virt_api_key']}",
+                f"--tls-cert-file={cert}",
+                f"--tls-key-file={key}",
             ],
         )
         self._supervise(

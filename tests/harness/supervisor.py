@@ -36,13 +36,6 @@ class Supervised:
         self._thread.start()
         return self
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def _spawn(self) -> None:
         from tests.harness.controlplane import set_parent_death_signal
 

@@ -161,7 +161,7 @@ def _set_condition(
 class VirtHandler:
     """Polls every VMI and plays the handler of its source and target nodes."""
 
-    def __init__(self, plane: ControlPlane, poll_seconds: float = 0.1):
+    def __init__(self, plane: ControlPlane, poll_seconds: float = 0.2):
         self.plane = plane
         self.poll_seconds = poll_seconds
         self.admin = plane.api_client()

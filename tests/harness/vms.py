@@ -3,6 +3,10 @@ fills in KubeVirt's defaults (host-model CPU, q35, requests) and virt-controller
 
 from __future__ import annotations
 
+from tests.webhook_objects import vmim
+
+__all__ = ["container_disk", "create_migration", "harvester_vm", "vmim"]
+
 
 def harvester_vm(
     namespace: str,
@@ -55,19 +59,6 @@ def container_disk(
     return {"name": name, "disk": {"bus": "virtio"}}, {
         "name": name,
         "containerDisk": {"image": image},
-    }
-
-
-def vmim(namespace: str, name: str, vmi: str, target: str | None = None) -> dict:
-    """A VMIM as `kubectl create` or the Harvester UI makes it (a target as Harvester 1.7 sets it)."""
-    spec: dict = {"vmiName": vmi}
-    if target:
-        spec["addedNodeSelector"] = {"kubernetes.io/hostname": target}
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
     }
 
 
