@@ -18,10 +18,10 @@ What it stands in for (kubevirt.io/kubevirt v1.8.2, pkg/virt-handler):
   `evacuationNodeName`, no `launcherContainerImageVersion`).
 - the migration source (migration-source.go): `startTimestamp` and `mode` once the target is
   ready; data remaining as the test's `Scenario` says; `completed` and `endTimestamp` when it is
-  done, `failed` and `failureReason` when it fails; on virt-controller's `abortRequested` (the
+  done; on virt-controller's `abortRequested` (the
   VMIM was deleted), `abortStatus: Succeeded` with `failed`, `completed` and `endTimestamp`
   (handleMigrationAbort). The virt-launcher whose domain left exits, and its pod is Succeeded:
-  the source's after a completed migration, the target's after a failed or aborted one.
+  the source's after a completed migration, the target's after an aborted one.
 - virt-handler's migration metrics (pkg/monitoring/metrics/virt-handler): data remaining,
   processed and total per migrating VMI, on 127.0.0.1.
 Timestamps are RFC3339 with whole seconds, as metav1.Time serialises them.
@@ -69,21 +69,16 @@ def rfc3339(ts: float | None = None) -> str:
 class Scenario:
     """Data transfer after the migration starts: a straight line from all data to none over
     `transfer_seconds`, cut short at `stall_after` (flat from then on); it succeeds when the line
-    reaches zero if `completes`, and fails then if `fails`."""
+    reaches zero if `completes`."""
 
     name: str
     transfer_seconds: float
     stall_after: float | None = None
     completes: bool = True
-    fails: bool = False
 
     @classmethod
     def succeed(cls, seconds: float = 1.5) -> Scenario:
         return cls("succeed", seconds)
-
-    @classmethod
-    def fail(cls, seconds: float = 1.0) -> Scenario:
-        return cls("fail", seconds, fails=True)
 
     @classmethod
     def overrun(cls, would_take: float = 600.0) -> Scenario:
@@ -103,7 +98,7 @@ class Scenario:
         return int(total * (1.0 - done))
 
     def finished(self, elapsed: float) -> bool:
-        return (self.completes or self.fails) and elapsed >= self.transfer_seconds
+        return self.completes and elapsed >= self.transfer_seconds
 
 
 @dataclass
@@ -402,13 +397,9 @@ class VirtHandler:
             transfer.remaining = transfer.scenario.remaining(transfer.total_bytes, elapsed)
         if not transfer.scenario.finished(elapsed):
             return
-        failed = transfer.scenario.fails
 
         def ended(body: dict) -> None:
-            state = body["status"]["migrationState"]
-            state |= {"completed": True, "endTimestamp": rfc3339()}
-            if failed:
-                state |= {"failed": True, "failureReason": "the guest's dirty rate outran the link"}
+            body["status"]["migrationState"] |= {"completed": True, "endTimestamp": rfc3339()}
 
         self._update(source, vmi, ended)
 
