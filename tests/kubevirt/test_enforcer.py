@@ -70,6 +70,25 @@ def _new_namespace(controlplane: ControlPlane, prefix: str) -> str:
     return name
 
 
+def _remove(controlplane: ControlPlane, namespace: str) -> None:
+    """Its VMs and migrations go with it: a migration left running would hold one of KubeVirt's
+    5 cluster-wide migration slots (parallelMigrationsPerCluster) from later tests."""
+    controlplane.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.fixture
+def new_namespace(controlplane: ControlPlane):
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(_new_namespace(controlplane, prefix))
+        return made[-1]
+
+    yield make
+    for name in made:
+        _remove(controlplane, name)
+
+
 def _start_vms(cluster: KubeVirtCluster, namespace: str, vms: dict[str, dict]) -> dict[str, str]:
     """Start 1 GiB VMs (name -> VM annotations) through KubeVirt; name -> the node each runs on."""
     for name, vm_annotations in vms.items():
@@ -142,6 +161,7 @@ def scenario_run(
         }
     finally:
         group.stop_all()
+        _remove(controlplane, namespace)
 
 
 def _abort_record(api, namespace: str, name: str) -> dict | None:
@@ -256,10 +276,12 @@ def test_metrics_and_readiness_after_the_run(scenario_run) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def test_dry_run_and_progress_source_outage(kubevirt_cluster, controlplane, sim, enforcers) -> None:
+def test_dry_run_and_progress_source_outage(
+    kubevirt_cluster, controlplane, sim, enforcers, new_namespace
+) -> None:
     """Dry-run only reports; with no progress source only completion is judged, said once."""
     api = controlplane.api_client()
-    namespace = _new_namespace(controlplane, "enf-dry")
+    namespace = new_namespace("enf-dry")
     sim.set_scenario(namespace, "vm-over", Scenario.overrun(600))
     sim.set_scenario(namespace, "vm-flat", Scenario.stall(after=0.5))
     _start_vms(kubevirt_cluster, namespace, {"vm-over": {}, "vm-flat": {PER_GIB_OVERRIDE: "30"}})
@@ -311,10 +333,10 @@ def test_dry_run_and_progress_source_outage(kubevirt_cluster, controlplane, sim,
 
 # ----------------------------------------------------------------------------------------------
 def test_leader_failover_without_double_abort(
-    kubevirt_cluster, controlplane, sim, prom, enforcers
+    kubevirt_cluster, controlplane, sim, prom, enforcers, new_namespace
 ) -> None:
     api = controlplane.api_client()
-    namespace = _new_namespace(controlplane, "enf-ha")
+    namespace = new_namespace("enf-ha")
     # Stall (aborted while both replicas run) and overrun (aborted after the leader dies).
     sim.set_scenario(namespace, "vm-stall", Scenario.stall(after=0.5))
     sim.set_scenario(namespace, "vm-over", Scenario.overrun(600))
