@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.controlplane import ControlPlane, running_controlplane
+from tests.harness.enforcers import Enforcers
 from tests.harness.kubevirt_cluster import (
     NODE_MEMORY,
     NODES,
@@ -82,3 +83,11 @@ def vm_namespace(kubevirt_cluster: KubeVirtCluster, guard: WebhookProcess) -> It
     guard.label_namespace(kubevirt_cluster.plane, name)
     yield name
     kubevirt_cluster.plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def enforcers(kubevirt_cluster: KubeVirtCluster, tmp_path) -> Iterator[Enforcers]:
+    """`migration-guard enforcer` processes on the KubeVirt profile, all stopped afterwards."""
+    started = Enforcers(kubevirt_cluster.plane, tmp_path)
+    yield started
+    started.stop_all()

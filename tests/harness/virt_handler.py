@@ -43,7 +43,7 @@ from kubernetes.client import ApiClient
 
 from tests.harness.kubevirt import HANDLER
 from tests.harness.nodes import MACHINE_TYPE
-from webhook.kubeapi import KubeError, call
+from webhook.kubeapi import Kube, KubeError, call
 from webhook.quantity import memory_bytes
 
 if TYPE_CHECKING:
@@ -315,7 +315,7 @@ class VirtHandler:
             self._abort(vmi, source, uid)
             return
         if not state.get("targetNodeAddress"):
-            if self._target_pod_running(meta["namespace"], state.get("targetPod")):
+            if self._pod_running(meta["namespace"], state.get("targetPod")):
                 self._advertise_target(vmi, target)
             return
         if not state.get("startTimestamp"):
@@ -327,16 +327,13 @@ class VirtHandler:
             return
         self._progress(vmi, source, uid)
 
-    def _target_pod_running(self, namespace: str, pod: str | None) -> bool:
-        if not pod:
-            return False
-        try:
-            found = call(self.admin, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}")
-        except KubeError as err:
-            if err.status == 404:
-                return False
-            raise
-        return (found.get("status") or {}).get("phase") == "Running"
+    def _pod_running(self, namespace: str, pod: str | None) -> bool:
+        found = (
+            Kube(self.admin).get_or_none(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+            if pod
+            else None
+        )
+        return ((found or {}).get("status") or {}).get("phase") == "Running"
 
     def _node_address(self, node: str) -> str:
         try:
@@ -437,22 +434,13 @@ class VirtHandler:
         self._launcher_exits(vmi["metadata"]["namespace"], source_pod)
 
     def _launcher_exits(self, namespace: str, pod: str | None) -> None:
-        """A virt-launcher whose domain left (source after success, target after a failure or
-        an abort) exits: kubelet reports its pod Succeeded."""
-        if not pod:
+        """A virt-launcher whose domain left (source after success, target after an abort) exits: kubelet reports its pod Succeeded."""
+        if not self._pod_running(namespace, pod):
             return
-        path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
-        try:
-            if (call(self.admin, "GET", path).get("status") or {}).get("phase") != "Running":
-                return
-        except KubeError as err:
-            if err.status == 404:
-                return
-            raise
         call(
             self.admin,
             "PATCH",
-            f"{path}/status",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
             {"status": {"phase": "Succeeded"}},
             content_type="application/merge-patch+json",
         )

@@ -56,13 +56,6 @@ def prom(prometheus: Prometheus) -> Prometheus:
     return prometheus
 
 
-@pytest.fixture
-def enforcers(controlplane: ControlPlane, tmp_path):
-    group = Enforcers(controlplane, tmp_path)
-    yield group
-    group.stop_all()
-
-
 def _new_namespace(controlplane: ControlPlane, prefix: str) -> str:
     name = f"{prefix}-{time.time_ns() % 10**9}"
     result = controlplane.kubectl("create", "namespace", name)

@@ -19,13 +19,6 @@ from tests.harness.vms import harvester_vm, vmim
 pytestmark = pytest.mark.kubevirt
 
 
-@pytest.fixture
-def enforcers(kubevirt_cluster: KubeVirtCluster, tmp_path):
-    started = Enforcers(kubevirt_cluster.plane, tmp_path)
-    yield started
-    started.stop_all()
-
-
 def test_enforcer_abort_runs_through_virt_controller_and_the_vmi_stays(
     kubevirt_cluster: KubeVirtCluster, vm_namespace: str, enforcers: Enforcers
 ):
