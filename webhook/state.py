@@ -2,8 +2,10 @@
 
 Fed by informers (webhook, enforcer, extension) or by files (CLI). Lookups the rules make per
 request are O(1): objects by namespace/name, migrations by VMI, the virt-launcher pod by VMI, and
-the requests already bound to each node (kept up to date on every apply / remove / replace_all,
-so capacity never walks all pods). Objects are slimmed on apply to keep 10,000 VMIs small.
+the requests and pod count already bound to each node (kept up to date on every apply / remove /
+replace_all, so capacity never walks all pods), and the bound pods pod affinity reads: by
+namespace, by `kubevirt.io/created-by`, and the required anti-affinity terms of bound pods indexed
+by one label they select. Objects are slimmed on apply to keep 10,000 VMIs small.
 Returned dicts are shared: callers must not modify them.
 """
 
@@ -14,12 +16,15 @@ import gc
 import sys
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import InputError
 from webhook.rules import access as a
-from webhook.rules.capacity import is_terminated, pod_requests
-from webhook.rules.node_eligibility import NodeFacts, read_node
+from webhook.rules.filters.pod_affinity import PodRef, Term, resolve_term
+from webhook.rules.filters.resources import Resources, is_terminated, pod_requests
+from webhook.rules.node_eligibility import NodeFacts, Usage, read_node
+from webhook.rules.target_pod import CREATED_BY
 from webhook.rules.vmi_facts import VMIFacts, read_vmi
 
 NODE = "Node"
@@ -45,13 +50,12 @@ _VMI_STATUS_DROPPED = frozenset(
         "interfaces",
         "kernelBootStatus",
         "launcherContainerImageVersion",
-        "machine",
         "qosClass",
         "selinuxContext",
         "virtualMachineRevisionName",
     }
 )
-_POD_LABELS_KEPT = frozenset({LAUNCHER_LABEL, VMI_NAME_LABEL})
+ANTI_AFFINITY_PATH = "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution"
 _INTERN_MAX = 96
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
@@ -149,9 +153,13 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
         out = []
         for i, c in a.dicts(pod, f"spec.{field}", ctx):
             item: dict = {"name": c.get("name")}
-            requests = a.get(c, "resources.requests", dict, ctx, None, f"spec.{field}[{i}]")
-            if requests is not None:
-                item["resources"] = {"requests": dict(requests)}
+            resources = a.get(c, "resources", dict, ctx, None, f"spec.{field}[{i}]")
+            if resources:
+                item["resources"] = {
+                    k: dict(a.get(resources, k, dict, ctx, {}, f"spec.{field}[{i}].resources"))
+                    for k in ("requests", "limits")
+                    if resources.get(k)
+                }
             if c.get("restartPolicy") is not None:
                 item["restartPolicy"] = c["restartPolicy"]
             out.append(item)
@@ -163,12 +171,17 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
     for key in ("nodeName", "nodeSelector", "overhead"):
         if spec.get(key) is not None:
             slim_spec[key] = copy.deepcopy(spec[key])
+    anti = a.get(pod, ANTI_AFFINITY_PATH, list, ctx)
+    if anti:  # what other pods' anti-affinity is judged by; the rest of an affinity is not read
+        slim_spec["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": copy.deepcopy(anti)
+            }
+        }
     slim_meta = {k: meta[k] for k in ("name", "namespace") if k in meta}
-    # Of a pod's labels only those naming a VMI's virt-launcher are read (ClusterState._prepare):
-    # most pods are not launchers, and their labels would cost 200-300 bytes each.
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in _POD_LABELS_KEPT}
-    if labels:
-        slim_meta["labels"] = labels
+    # Labels are kept: pod affinity and anti-affinity select pods by them.
+    if meta.get("labels"):
+        slim_meta["labels"] = dict(meta["labels"])
     phase = a.get(pod, "status.phase", str, ctx)
     return {
         "apiVersion": "v1",
@@ -192,9 +205,37 @@ def freeze_cached() -> None:
     gc.freeze()
 
 
+def _anti_key(term: Term) -> tuple[str, str] | None:
+    """The label a term selects by matchLabels (its first), or None: what `_anti` indexes."""
+    match = (term.selector or {}).get("matchLabels") or {}
+    return next(iter(sorted(match.items())), None)
+
+
+def _discard(index: dict, key: Any, member: Any) -> None:
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(member, None)
+        if not bucket:
+            del index[key]
+
+
 def _key(obj: dict) -> Key:
     meta = obj["metadata"]
     return (meta.get("namespace") or "", meta["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    """What a pod contributes to the indexes (a terminated pod contributes nothing)."""
+
+    launcher: Key | None  # the VMI whose virt-launcher it is
+    ref: PodRef | None  # set when the pod is bound to a node
+    requests: Resources
+    anti_terms: tuple[Term, ...]  # its required pod anti-affinity
+
+
+_NO_POD = PodFacts(None, None, {}, ())
+AntiEntry = tuple[PodRef, Term]
 
 
 class ClusterState:
@@ -206,8 +247,12 @@ class ClusterState:
         self._vmims_by_vmi: dict[Key, dict[str, dict]] = {}
         self._vmim_vmi: dict[Key, Key] = {}
         self._launchers: dict[Key, dict[str, dict]] = {}
-        self._pod_info: dict[Key, tuple[Key | None, str | None, int, int]] = {}
-        self._requested: dict[str, list[int]] = {}
+        self._pod_facts: dict[Key, PodFacts] = {}
+        self._requested: dict[str, dict[str, int]] = {}
+        self._pod_count: dict[str, int] = {}
+        self._bound_by_ns: dict[str, dict[str, PodRef]] = {}
+        self._created_by: dict[tuple[str, str], dict[str, PodRef]] = {}
+        self._anti: dict[tuple[str, str] | None, dict[Key, list[AntiEntry]]] = {}
         self._node_facts: dict[str, NodeFacts] = {}
         self._vmi_facts: dict[Key, VMIFacts] = {}
 
@@ -261,7 +306,7 @@ class ClusterState:
                 state.apply(obj)
         return state
 
-    def _prepare(self, obj: dict) -> tuple | NodeFacts | VMIFacts | None:
+    def _prepare(self, obj: dict) -> PodFacts | NodeFacts | VMIFacts | None:
         """What a pod, node or VMI contributes to the indexes, computed before the lock (may raise)."""
         if obj["kind"] == NODE:
             try:
@@ -282,14 +327,17 @@ class ClusterState:
         labels = a.str_map(obj, "metadata.labels", ctx)
         node = a.get(obj, "spec.nodeName", str, ctx)
         if is_terminated(obj):
-            return (None, None, 0, 0)
+            return _NO_POD
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         launcher = None
         if labels.get(LAUNCHER_LABEL) == LAUNCHER_VALUE and labels.get(VMI_NAME_LABEL):
-            launcher = (obj["metadata"]["namespace"], labels[VMI_NAME_LABEL])
-        cpu, mem = pod_requests(obj)
-        return (launcher, node or None, cpu, mem)
+            launcher = (ns, labels[VMI_NAME_LABEL])
+        terms = [resolve_term(t, ns, labels) for _, t in a.dicts(obj, ANTI_AFFINITY_PATH, ctx)]
+        ref = PodRef(ns, name, labels, node) if node else None
+        anti = tuple(t for t in terms if t is not None)
+        return PodFacts(launcher, ref, pod_requests(obj), anti)
 
-    def _put(self, obj: dict, prepared: tuple | NodeFacts | VMIFacts | None) -> None:
+    def _put(self, obj: dict, prepared: PodFacts | NodeFacts | VMIFacts | None) -> None:
         kind, key = obj["kind"], _key(obj)
         self._drop(kind, key)
         self._objs[kind][key] = obj
@@ -303,15 +351,24 @@ class ClusterState:
             vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
             self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
             self._vmim_vmi[key] = vmi_key
-        elif kind == POD and isinstance(prepared, tuple):
-            launcher, node, cpu, mem = prepared
-            self._pod_info[key] = prepared
-            if launcher is not None:
-                self._launchers.setdefault(launcher, {})[key[1]] = obj
-            if node is not None:
-                total = self._requested.setdefault(node, [0, 0])
-                total[0] += cpu
-                total[1] += mem
+        elif kind == POD and isinstance(prepared, PodFacts):
+            self._pod_facts[key] = prepared
+            if prepared.launcher is not None:
+                self._launchers.setdefault(prepared.launcher, {})[key[1]] = obj
+            ref = prepared.ref
+            if ref is not None:
+                total = self._requested.setdefault(ref.node, {})
+                for res, n in prepared.requests.items():
+                    total[res] = total.get(res, 0) + n
+                self._pod_count[ref.node] = self._pod_count.get(ref.node, 0) + 1
+                self._bound_by_ns.setdefault(ref.namespace, {})[ref.name] = ref
+                creator = ref.labels.get(CREATED_BY)
+                if creator:
+                    self._created_by.setdefault((ref.namespace, creator), {})[ref.name] = ref
+                for term in prepared.anti_terms:
+                    self._anti.setdefault(_anti_key(term), {}).setdefault(key, []).append(
+                        (ref, term)
+                    )
 
     def _drop(self, kind: str, key: Key) -> None:
         if self._objs[kind].pop(key, None) is None:
@@ -327,18 +384,27 @@ class ClusterState:
             if not bucket:
                 self._vmims_by_vmi.pop(vmi_key, None)
         elif kind == POD:
-            launcher, node, cpu, mem = self._pod_info.pop(key)
-            if launcher is not None:
-                bucket = self._launchers.get(launcher, {})
-                bucket.pop(key[1], None)
-                if not bucket:
-                    self._launchers.pop(launcher, None)
-            if node is not None:
-                total = self._requested[node]
-                total[0] -= cpu
-                total[1] -= mem
-                if total == [0, 0]:
-                    del self._requested[node]
+            facts = self._pod_facts.pop(key, _NO_POD)
+            if facts.launcher is not None:
+                _discard(self._launchers, facts.launcher, key[1])
+            ref = facts.ref
+            if ref is not None:
+                total = self._requested[ref.node]
+                for res, n in facts.requests.items():
+                    total[res] -= n
+                    if not total[res]:
+                        del total[res]
+                if not total:
+                    del self._requested[ref.node]
+                self._pod_count[ref.node] -= 1
+                if not self._pod_count[ref.node]:
+                    del self._pod_count[ref.node]
+                _discard(self._bound_by_ns, ref.namespace, ref.name)
+                creator = ref.labels.get(CREATED_BY)
+                if creator:
+                    _discard(self._created_by, (ref.namespace, creator), ref.name)
+                for term in facts.anti_terms:
+                    _discard(self._anti, _anti_key(term), key)
 
     # ---- reads --------------------------------------------------------------------------
     def _get(self, kind: str, ns: str, name: str) -> dict | None:
@@ -401,7 +467,7 @@ class ClusterState:
 
     def launcher_pod_and_requests(
         self, ns: str, vmi_name: str
-    ) -> tuple[dict, tuple[int, int]] | tuple[None, None]:
+    ) -> tuple[dict, Resources] | tuple[None, None]:
         """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
         with self._lock:
             pods = list(self._launchers.get((ns, vmi_name), {}).values())
@@ -415,14 +481,43 @@ class ClusterState:
                     key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"])
                 )
             pod = pods[0]
-            _, _, cpu, mem = self._pod_info[_key(pod)]
-            return pod, (cpu, mem)
+            return pod, self._pod_facts[_key(pod)].requests
 
-    def node_requested(self, node_name: str) -> tuple[int, int]:
-        """(cpu millis, memory bytes) requested by non-terminated pods bound to the node."""
+    def node_requested(self, node_name: str) -> Resources:
+        """What the non-terminated pods bound to the node request, per resource."""
         with self._lock:
-            total = self._requested.get(node_name)
-            return (total[0], total[1]) if total else (0, 0)
+            return dict(self._requested.get(node_name, {}))
+
+    def node_usage(self, node_name: str) -> Usage:
+        """(`node_requested`, how many non-terminated pods are bound to the node)."""
+        with self._lock:
+            return dict(self._requested.get(node_name, {})), self._pod_count.get(node_name, 0)
+
+    def bound_pods(self, term: Term) -> list[PodRef]:
+        """Bound pods that may match `term`: by `kubevirt.io/created-by` when the term selects
+        it, else every bound pod in the term's namespaces."""
+        creator = ((term.selector or {}).get("matchLabels") or {}).get(CREATED_BY)
+        with self._lock:
+            if creator:
+                spaces = (
+                    term.namespaces
+                    if term.namespaces is not None
+                    else {ns for ns, _ in self._created_by}
+                )
+                return [
+                    ref for ns in spaces for ref in self._created_by.get((ns, creator), {}).values()
+                ]
+            spaces = term.namespaces if term.namespaces is not None else list(self._bound_by_ns)
+            return [ref for ns in spaces for ref in self._bound_by_ns.get(ns, {}).values()]
+
+    def anti_affinity_of_others(self, labels: dict[str, str]) -> list[AntiEntry]:
+        """Bound pods' required anti-affinity terms that may select a pod with `labels`."""
+        with self._lock:
+            out: list[AntiEntry] = []
+            for key in (None, *labels.items()):
+                for entries in self._anti.get(key, {}).values():
+                    out += entries
+            return out
 
     def count(self, kind: str) -> int:
         with self._lock:

@@ -17,6 +17,8 @@ def node(name: str = "node-2", *, labels: dict | None = None, **kw: Any) -> dict
         "network.harvesterhci.io/data": "true",
         "cpu-model.node.kubevirt.io/Cascadelake-Server": "true",
         "host-model-cpu.node.kubevirt.io/Cascadelake-Server": "true",
+        "cpu-model-migration.node.kubevirt.io/Cascadelake-Server": "true",
+        "cpu-vendor.node.kubevirt.io/Intel": "true",
     }
     base_labels.update(labels or {})
     obj = {

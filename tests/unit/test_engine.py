@@ -8,7 +8,7 @@ import pytest
 from tests.unit import rules_objects as o
 from webhook.errors import InputError
 from webhook.rules import TimeoutSettings, compute_timeouts, evaluate_migration, migration_target
-from webhook.rules.capacity import pod_requests
+from webhook.rules.filters.resources import pod_requests
 from webhook.rules.model import MAX_NODES_IN_MESSAGE, NodeVerdict, Problem, Report
 from webhook.state import ClusterState
 
@@ -186,7 +186,7 @@ def test_malformed_memory_is_an_input_error_naming_the_field():
 def test_pod_requests_like_the_scheduler():
     pod = o.launcher(cpu="250m", memory="1Gi")
     pod["spec"]["containers"].append({"name": "sidecar", "resources": {"requests": {"cpu": "50m"}}})
-    assert pod_requests(pod) == (300, GIB)
+    assert pod_requests(pod) == {"cpu": 300, "memory": GIB}
     pod["spec"]["initContainers"] = [
         {"name": "big-init", "resources": {"requests": {"cpu": "2", "memory": "100Mi"}}},
         {
@@ -195,6 +195,21 @@ def test_pod_requests_like_the_scheduler():
             "resources": {"requests": {"cpu": "100m", "memory": "10Mi"}},
         },
     ]
-    assert pod_requests(pod) == (2000, GIB + 10 * 2**20)
+    assert pod_requests(pod) == {"cpu": 2000, "memory": GIB + 10 * 2**20}
     pod["spec"]["overhead"] = {"cpu": "10m", "memory": "1Mi"}
-    assert pod_requests(pod) == (2010, GIB + 11 * 2**20)
+    assert pod_requests(pod) == {"cpu": 2010, "memory": GIB + 11 * 2**20}
+
+
+def test_pod_requests_default_from_limits_and_count_every_resource():
+    pod = o.launcher(cpu="250m", memory="1Gi")
+    pod["spec"]["containers"][0]["resources"]["limits"] = {
+        "cpu": "1",
+        "devices.kubevirt.io/kvm": "1",
+        "hugepages-2Mi": "1Gi",
+    }
+    assert pod_requests(pod) == {
+        "cpu": 250,  # requests win over limits
+        "memory": GIB,
+        "devices.kubevirt.io/kvm": 1,
+        "hugepages-2Mi": GIB,
+    }

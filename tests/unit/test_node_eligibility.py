@@ -177,8 +177,82 @@ def test_cpu_model_from_vmi_spec():
         assert v.eligible, model
 
 
+def test_host_model_needs_the_source_nodes_host_model_on_the_target():
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-model"
+    older = o.node(
+        "node-2", labels={"cpu-model-migration.node.kubevirt.io/Cascadelake-Server": None}
+    )
+    v, _ = verdict(older, vmi=vmi)
+    assert reason_codes(v) == ["CPUModelUnsupported"]
+    assert "host-model CPU 'Cascadelake-Server'" in v.reasons[0].message
+    assert "cpu-model-migration.node.kubevirt.io/Cascadelake-Server=true" in v.reasons[0].message
+
+
+def test_host_model_required_features_of_the_source_node_become_cpu_features():
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-model"
+    source = o.node("node-1", labels={"host-model-required-features.node.kubevirt.io/vmx": "true"})
+    v, _ = verdict(o.node("node-2"), vmi=vmi, extra=[source])
+    assert reason_codes(v) == ["CPUModelUnsupported"]
+    assert "cpu-feature.node.kubevirt.io/vmx=true" in v.reasons[0].message
+    ok = o.node("node-2", labels={"cpu-feature.node.kubevirt.io/vmx": "true"})
+    v, _ = verdict(ok, vmi=vmi, extra=[source])
+    assert v.eligible
+
+
+def test_cpu_vendor_of_the_source_node_for_every_cpu_mode():
+    amd = o.node(
+        "node-2",
+        labels={
+            "cpu-vendor.node.kubevirt.io/Intel": None,
+            "cpu-vendor.node.kubevirt.io/AMD": "true",
+        },
+    )
+    for model in ("host-passthrough", "Cascadelake-Server", "host-model"):
+        vmi = o.vmi()
+        vmi["spec"]["domain"]["cpu"]["model"] = model
+        v, _ = verdict(amd, vmi=vmi)
+        assert reason_codes(v) == ["CPUModelUnsupported"], model
+        assert (
+            "has CPU vendor AMD, the VM runs on a Intel node (cpu-vendor.node.kubevirt.io/Intel)"
+            in v.reasons[0].message
+        )
+
+
+def test_machine_type_from_status_before_spec():
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["machine"] = {"type": "q35"}
+    vmi["status"]["machine"] = {"type": "pc-q35-rhel9.6.0"}
+    q35_only = o.node("node-2", labels={"machine-type.node.kubevirt.io/q35": "true"})
+    v, _ = verdict(q35_only, vmi=vmi)
+    assert reason_codes(v) == ["MachineTypeUnsupported"]
+    assert "'pc-q35-rhel9.6.0'" in v.reasons[0].message
+    both = o.node("node-2", labels={"machine-type.node.kubevirt.io/pc-q35-rhel9.6.0": "true"})
+    assert verdict(both, vmi=vmi)[0].eligible
+
+
+def test_obsolete_host_model_and_forbidden_features_reject_nodes():
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-model"
+    vmi["spec"]["domain"]["cpu"]["features"] = [{"name": "svm", "policy": "forbid"}]
+    node = o.node(
+        "node-2",
+        labels={
+            "node-labeller.kubevirt.io/obsolete-host-model": "true",
+            "cpu-feature.node.kubevirt.io/svm": "true",
+        },
+    )
+    v, _ = verdict(node, vmi=vmi)
+    assert reason_codes(v) == ["CPUModelUnsupported"]
+    assert (
+        "obsolete" in v.reasons[0].message and "'svm', which the VM forbids" in v.reasons[0].message
+    )
+
+
 def test_cpu_feature_required():
     vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-passthrough"
     vmi["spec"]["domain"]["cpu"]["features"] = [
         {"name": "avx512f"},
         {"name": "pcid", "policy": "optional"},
@@ -188,19 +262,31 @@ def test_cpu_feature_required():
     assert "pcid" not in v.reasons[0].message
 
 
-def test_cpu_labels_from_launcher_pod_selector():
+def test_cpu_features_without_a_cpu_model_are_not_selected_as_kubevirt_does():
+    # CPUModelLabelFromCPUModel fails without a model, and KubeVirt then adds no feature label
+    # (virt-api's mutator always sets a model, so only hand-written state lacks one).
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["features"] = [{"name": "avx512f"}]
+    v, _ = verdict(o.node("node-2"), vmi=vmi)
+    assert v.eligible
+
+
+def test_host_model_labels_of_a_vm_that_migrated_before_come_from_its_launcher_pod():
     selector = {
         "kubevirt.io/schedulable": "true",
-        "host-model-cpu.node.kubevirt.io/Icelake-Server": "true",
-        "host-model-required-features.node.kubevirt.io/vmx": "true",
-        "unrelated.example.com/x": "y",  # not a CPU label: not checked here
+        "cpu-model-migration.node.kubevirt.io/Icelake-Server": "true",
+        "cpu-feature.node.kubevirt.io/vmx": "true",
+        "kubernetes.io/hostname": "node-1",  # the previous migration's addedNodeSelector
+        "unrelated.example.com/x": "y",  # not rendered by KubeVirt: not carried over
     }
-    v, _ = verdict(o.node("node-2"), pod=o.launcher(selector=selector))
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-model"
+    v, _ = verdict(o.node("node-2"), vmi=vmi, pod=o.launcher(selector=selector))
     assert reason_codes(v) == ["CPUModelUnsupported"]
     msg = v.reasons[0].message
-    assert "host-model-cpu.node.kubevirt.io/Icelake-Server" in msg
-    assert "host-model-required-features.node.kubevirt.io/vmx" in msg
-    assert "unrelated" not in msg
+    assert "cpu-model-migration.node.kubevirt.io/Icelake-Server" in msg
+    assert "cpu-feature.node.kubevirt.io/vmx" in msg
+    assert "unrelated" not in msg and "hostname" not in msg
 
 
 def test_insufficient_resources_from_launcher_pod():
@@ -241,6 +327,7 @@ def test_all_reasons_at_once_in_design_order():
         allocatable={"cpu": "100m", "memory": "1Gi"},
     )
     vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "Skylake-Server"
     vmi["spec"]["nodeSelector"] = {"disk": "ssd"}
     vmi["spec"]["affinity"] = {
         "nodeAffinity": {

@@ -44,16 +44,22 @@ def test_node_requested_is_incremental():
     s = ClusterState()
     s.apply(o.pod("a", "n1", cpu="1", memory="1Gi"))
     s.apply(o.pod("b", "n1", cpu="500m", memory="1Gi"))
-    assert s.node_requested("n1") == (1500, 2 * GIB)
+    assert s.node_requested("n1") == {"cpu": 1500, "memory": 2 * GIB}
     s.apply(o.pod("a", "n2", cpu="1", memory="1Gi"))  # moved
-    assert s.node_requested("n1") == (500, GIB) and s.node_requested("n2") == (1000, GIB)
+    assert s.node_requested("n1") == {"cpu": 500, "memory": GIB} and s.node_requested("n2") == {
+        "cpu": 1000,
+        "memory": GIB,
+    }
     s.apply(o.pod("b", "n1", phase="Failed"))  # terminated: reserves nothing
-    assert s.node_requested("n1") == (0, 0)
+    assert s.node_requested("n1") == {}
     s.remove("Pod", "kube-system", "a")
-    assert s.node_requested("n2") == (0, 0)
+    assert s.node_requested("n2") == {}
     s.remove("Pod", "kube-system", "unknown")  # no error
     s.replace_all("Pod", [o.pod("c", "n3", cpu="2", memory="2Gi")])
-    assert s.node_requested("n1") == (0, 0) and s.node_requested("n3") == (2000, 2 * GIB)
+    assert s.node_requested("n1") == {} and s.node_requested("n3") == {
+        "cpu": 2000,
+        "memory": 2 * GIB,
+    }
     assert s.pod("kube-system", "b") is None
 
 
@@ -142,7 +148,7 @@ def test_replace_all_is_all_or_nothing():
     s = ClusterState.from_objects([o.pod("a", "n1")])
     with pytest.raises(InputError):
         s.replace_all("Pod", [o.pod("b", "n1"), o.pod("c", "n1", cpu="x")])
-    assert s.pod("kube-system", "a") and s.node_requested("n1") == (1000, GIB)
+    assert s.pod("kube-system", "a") and s.node_requested("n1") == {"cpu": 1000, "memory": GIB}
 
 
 def test_concurrent_writers_keep_sums_consistent():
@@ -159,7 +165,7 @@ def test_concurrent_writers_keep_sums_consistent():
         t.start()
     for t in threads:
         t.join()
-    assert s.node_requested("n1") == (4 * 100 * 10, 4 * 100 * 2**20)
+    assert s.node_requested("n1") == {"cpu": 4 * 100 * 10, "memory": 4 * 100 * 2**20}
     assert s.count("Pod") == 400
 
 

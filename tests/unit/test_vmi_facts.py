@@ -15,7 +15,7 @@ from tests.unit import rules_objects as o
 from tests.unit.test_rules_properties import EXTRA_PATHS, JSON, all_paths, scene, set_path
 from webhook.errors import InputError
 from webhook.rules import evaluate_migration
-from webhook.rules.capacity import pod_requests
+from webhook.rules.filters.resources import pod_requests
 from webhook.state import ClusterState
 
 

@@ -5,15 +5,64 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from webhook.rules import access as a
-from webhook.rules.capacity import vmi_requests
+from webhook.rules.filters import pod_affinity
+from webhook.rules.harvester import resolve_networks
 from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
-from webhook.rules.node_eligibility import build_context, evaluate_node, resolve_networks
+from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
+from webhook.rules.target_pod import DEFAULT_SCHEDULER, TargetPod, render_target_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 
 if TYPE_CHECKING:
     from webhook.state import ClusterState
+
+
+def _source_labels(state: ClusterState, source: str | None) -> dict[str, str] | None:
+    if not source:
+        return None
+    facts = state.node_facts(source)
+    if facts is not None:
+        return facts.labels
+    node = state.node(source)
+    return read_node(node).labels if node is not None else None
+
+
+def _pod_affinity(state: ClusterState, pod: TargetPod) -> pod_affinity.PodAffinityContext:
+    def node_labels(name: str) -> dict[str, str] | None:
+        facts = state.node_facts(name)
+        return facts.labels if facts is not None else None
+
+    return pod_affinity.build_context(
+        pod.namespace,
+        pod.labels,
+        pod.affinity_terms,
+        pod.anti_affinity_terms,
+        state.bound_pods,
+        state.anti_affinity_of_others(pod.labels),
+        node_labels,
+    )
+
+
+def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityContext) -> list[str]:
+    notes = []
+    if pod.rendered:
+        notes.append(
+            "no virt-launcher pod of the VM is cached: its target pod was rendered from the VMI, "
+            "without KubeVirt's memory overhead"
+        )
+    if not pod.source_node_known:
+        notes.append(
+            f"the VM's node {source!r} is not known: the host-model CPU and CPU vendor that "
+            "KubeVirt takes from it are not checked"
+        )
+    if pod.scheduler_name != DEFAULT_SCHEDULER:
+        notes.append(
+            f"the VM's pods are placed by scheduler '{pod.scheduler_name}', not kube-scheduler: "
+            "only Harvester's node rules are checked"
+        )
+    notes += [f"{what} is not judged (Namespace labels are not cached)" for what in pa.unjudged]
+    return notes
 
 
 def evaluate_migration(
@@ -48,22 +97,18 @@ def evaluate_migration(
     blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None)
     networks, missing_nads = resolve_networks(vmi, state.nad)
     blockers += missing_nads
-    pod, pod_needs = state.launcher_pod_and_requests(namespace, vmi_name)
-    if pod_needs is not None:
-        needed = pod_needs  # pod_requests(pod), computed when the pod was stored
-    elif vf is not None:
-        needed = vf.requests
-    else:
-        needed = vmi_requests(vmi)
-    node_ctx = build_context(
-        vmi,
-        vm_ref,
-        vmim=vmim,
+    source = a.get(vmi, "status.nodeName", str, ctx)
+    launcher = state.launcher_pod(namespace, vmi_name)
+    pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source))
+    blockers += pod.problems
+    pa = _pod_affinity(state, pod)
+    node_ctx = NodeContext(
+        vm=vm_ref,
         pod=pod,
+        source_node=source,
         networks=networks,
-        needed=needed,
-        requested=state.node_requested,
-        placement=vf.placement if vf else None,
+        usage=state.node_usage,
+        pod_affinity=pa,
     )
 
     verdicts: list[NodeVerdict]
@@ -77,7 +122,6 @@ def evaluate_migration(
 
     vm = state.vm(namespace, vmi_name)
     timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
-    source = vf.placement.source_node if vf else a.get(vmi, "status.nodeName", str, ctx)
     return Report(
         vm=vm_ref,
         source_node=source,
@@ -85,4 +129,5 @@ def evaluate_migration(
         blockers=tuple(blockers),
         nodes=tuple(verdicts),
         timeouts=timeouts,
+        notes=tuple(_notes(pod, source, pa)),
     )

@@ -88,6 +88,7 @@ class Report:
     nodes: tuple[NodeVerdict, ...]
     timeouts: Timeouts | None
     nodes_evaluated: bool = True
+    notes: tuple[str, ...] = ()  # what the decision could not judge, and why
 
     @property
     def eligible_nodes(self) -> list[str]:
@@ -151,4 +152,5 @@ class Report:
             "eligibleNodes": self.eligible_nodes,
             "timeouts": self.timeouts.to_dict() if self.timeouts else None,
             "problems": [p.to_dict() for p in self.problems()],
+            "notes": list(self.notes),
         }

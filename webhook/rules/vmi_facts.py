@@ -3,7 +3,7 @@
 A VMI is decided on many times (every admission of a migration of it, every target lookup), but
 changes rarely. ClusterState computes its facts when the VMI is applied, as it does a node's
 (`node_eligibility.NodeFacts`); the engine then runs only what depends on other objects (the
-VMI's migrations, NADs, launcher pod, the VMIM, the nodes, the VM). Every fact comes from the
+VMI's migrations, NADs, launcher pod and target pod, the VMIM, the nodes, the VM). Every fact comes from the
 rule functions the engine calls without facts, so each rule still lives in one place.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.rules.capacity import vmi_requests
 from webhook.rules.model import Problem
-from webhook.rules.node_eligibility import VMIPlacement, read_placement
 from webhook.rules.timeouts import data_bytes
 from webhook.rules.vm_blockers import vmi_blockers
 
@@ -23,12 +21,10 @@ class VMIFacts:
     """The VMI-only inputs of `evaluate_migration` (see the module docstring)."""
 
     blockers: tuple[tuple[Problem, ...], tuple[Problem, ...]]  # vmi_blockers(vmi)
-    placement: VMIPlacement  # read_placement(vmi)
-    requests: tuple[int, int]  # vmi_requests(vmi), used when no launcher pod is known
     data_bytes: int  # timeouts.data_bytes(vmi)
 
 
 def read_vmi(vmi: dict) -> VMIFacts:
     """The VMI's facts; raises InputError on malformed fields (the engine then reads the VMI
     itself, naming the same field in the same order as without facts)."""
-    return VMIFacts(vmi_blockers(vmi), read_placement(vmi), vmi_requests(vmi), data_bytes(vmi))
+    return VMIFacts(vmi_blockers(vmi), data_bytes(vmi))

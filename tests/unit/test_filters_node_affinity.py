@@ -4,13 +4,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook.rules.scheduling import (
+from webhook.rules.filters.node_affinity import (
     expression_matches,
     node_selector_matches,
     selector_mismatches,
-    tolerates,
-    untolerated_taints,
 )
+from webhook.rules.filters.taints import tolerates, untolerated_taints, with_default_tolerations
 
 LABELS = {"zone": "a", "gpu": "t4", "cores": "16", "weird": "1.5"}
 
@@ -173,3 +172,13 @@ def test_in_and_notin_are_complements_when_label_present(labels, key, values):
     else:
         assert expression_matches(req(key, "In", *values), labels) is False
         assert expression_matches(req(key, "NotIn", *values), labels) is True
+
+
+def test_default_tolerations_added_as_the_api_server_adds_them():
+    added = with_default_tolerations([])
+    assert [(t["key"], t["effect"]) for t in added] == [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+    ]
+    everything = [{"operator": "Exists"}]
+    assert with_default_tolerations(everything) == everything

@@ -1,4 +1,4 @@
-"""Node selector, required node affinity and taint toleration, as kube-scheduler evaluates them.
+"""NodeAffinity: the pod's nodeSelector and required node affinity, as kube-scheduler evaluates them.
 
 - nodeSelector: every entry must equal the node's label.
 - requiredDuringSchedulingIgnoredDuringExecution: the terms are ORed; inside a term all
@@ -8,9 +8,6 @@
 - Operators: In, NotIn (also true when the label is absent), Exists, DoesNotExist, Gt, Lt (the
   node's label must parse as an integer, else no match). matchFields supports only
   `metadata.name` with In / NotIn.
-- Tolerations: `Toleration.ToleratesTaint`: the effect must be equal unless the toleration's is
-  empty; the key must be equal unless the toleration's is empty; operator Exists ignores the value,
-  Equal (the default) compares it. Only NoSchedule and NoExecute taints keep a pod off a node.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import re
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-EXCLUDING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 def selector_mismatches(selector: dict[str, str], labels: dict[str, str]) -> list[str]:
@@ -85,29 +81,3 @@ def term_matches(term: dict, labels: dict[str, str], node_name: str) -> bool:
 def node_selector_matches(terms: list[dict], labels: dict[str, str], node_name: str) -> bool:
     """A NodeSelector (terms ORed); an empty list of terms matches nothing."""
     return any(term_matches(t, labels, node_name) for t in terms if isinstance(t, dict))
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    t_effect = toleration.get("effect") or ""
-    if t_effect and t_effect != taint.get("effect"):
-        return False
-    t_key = toleration.get("key") or ""
-    if t_key and t_key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def untolerated_taints(taints: list[dict], tolerations: list[dict]) -> list[dict]:
-    """The NoSchedule / NoExecute taints that no toleration tolerates."""
-    return [
-        t
-        for t in taints
-        if t.get("effect") in EXCLUDING_EFFECTS
-        and not any(tolerates(tol, t) for tol in tolerations)
-    ]

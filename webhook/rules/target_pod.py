@@ -1,0 +1,287 @@
+"""The migration target pod as KubeVirt v1.8 renders it, reduced to what kube-scheduler reads.
+
+virt-controller (pkg/virt-controller/watch/migration/migration.go, createTargetPod) renders the
+target virt-launcher pod afresh from the VMI (services.RenderMigrationManifest), then adds:
+- `spec.addedNodeSelector` for keys the rendered pod does not set (the VMI's value wins);
+- for CPU model host-model: the source pod's `cpu-model-migration.node.kubevirt.io/*` and
+  `cpu-feature.node.kubevirt.io/*` selector entries when it has any (the VM migrated before), else
+  the source node's `host-model-cpu.node.kubevirt.io/<M>` as `cpu-model-migration...<M>` and its
+  `host-model-required-features.node.kubevirt.io/<f>` as `cpu-feature...<f>`; a source node without
+  a host model makes the render fail (the migration never gets a target pod);
+- the source node's `cpu-vendor.node.kubevirt.io/*` label unless the pod selects a vendor already;
+- a required pod anti-affinity to pods labelled `kubevirt.io/created-by=<VMI uid>` per hostname.
+The rendered part (services/template.go, nodeselectorrenderer.go): nodeSelector
+`kubevirt.io/schedulable=true`, the architecture, the VMI's nodeSelector, `cpumanager` for dedicated
+CPUs, the named CPU model and required features, the machine type (`status.machine.type`, else the
+spec); the VMI's affinity plus `DoesNotExist` terms for the obsolete-host-model label (model empty or
+host-model) and each forbidden feature; the VMI's tolerations, schedulerName and priorityClassName.
+
+What is taken from the source launcher pod, because rendering it needs KubeVirt's configuration:
+its resource requests (memory overhead, device-plugin resources, hugepages) and the selector
+entries of KubeVirt features read from that configuration (`_FROM_SOURCE_POD`). Without a launcher
+pod, requests are rendered from the VMI (`rendered` is True and the report says so).
+Not judged here: cluster-wide node selectors from the KubeVirt CR (not cached yet), topology spread
+constraints, and preemption by priority (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webhook.rules import access as a
+from webhook.rules.filters.pod_affinity import Term, resolve_term
+from webhook.rules.filters.resources import Resources, amount, pod_requests
+from webhook.rules.filters.taints import with_default_tolerations
+from webhook.rules.model import Problem
+
+SCHEDULABLE = "kubevirt.io/schedulable"
+ARCH = "kubernetes.io/arch"
+HOSTNAME = "kubernetes.io/hostname"
+CPU_MANAGER = "cpumanager"
+CPU_MODEL = "cpu-model.node.kubevirt.io/"
+CPU_FEATURE = "cpu-feature.node.kubevirt.io/"
+HOST_MODEL_CPU = "host-model-cpu.node.kubevirt.io/"
+HOST_MODEL_FEATURE = "host-model-required-features.node.kubevirt.io/"
+HOST_MODEL_MIGRATION = "cpu-model-migration.node.kubevirt.io/"
+CPU_VENDOR = "cpu-vendor.node.kubevirt.io/"
+MACHINE_TYPE = "machine-type.node.kubevirt.io/"
+OBSOLETE_HOST_MODEL = "node-labeller.kubevirt.io/obsolete-host-model"
+CREATED_BY = "kubevirt.io/created-by"
+HOST_MODEL = "host-model"
+DEFAULT_SCHEDULER = "default-scheduler"
+# Selector entries KubeVirt renders from its configuration (Hyper-V strict check, TSC frequency,
+# realtime, SEV, TDX): copied from the source pod, which was rendered with the same configuration.
+_FROM_SOURCE_POD = (
+    "hyperv.node.kubevirt.io/",
+    "scheduling.node.kubevirt.io/",
+    "kubevirt.io/realtime",
+    "kubevirt.io/sev",
+    "kubevirt.io/tdx",
+    "kubevirt.io/secureexecution",
+)
+
+# Where a nodeSelector entry of the target pod comes from, for the reasons a node fails it.
+VM, MIGRATION, KUBEVIRT = "vm", "migration", "kubevirt"
+FROM_HOST_MODEL, FROM_VENDOR, FROM_MACHINE_TYPE, FROM_CPU = "host-model", "vendor", "machine", "cpu"
+
+
+@dataclass(frozen=True)
+class TargetPod:
+    """What kube-scheduler reads of the target pod; `origin` says who asked for each selector key."""
+
+    namespace: str
+    labels: dict[str, str]
+    node_selector: dict[str, str]
+    origin: dict[str, str]
+    vm_affinity_terms: list[dict] | None  # the VMI's required node affinity (None: none)
+    rejected_labels: dict[str, str]  # label KubeVirt's DoesNotExist terms reject -> why
+    tolerations: list[dict]
+    requests: Resources
+    affinity_terms: tuple[Term, ...]
+    anti_affinity_terms: tuple[Term, ...]
+    scheduler_name: str
+    rendered: bool  # requests rendered from the VMI: no launcher pod was known
+    source_node_known: bool
+    problems: tuple[Problem, ...]  # why KubeVirt cannot render it at all
+
+
+def _vmi_requests(vmi: dict, ctx: str) -> Resources:
+    """Requests as the launcher's compute container gets them, without KubeVirt's overhead."""
+    resources = a.get(vmi, "spec.domain.resources", dict, ctx, {})
+    base = "spec.domain.resources"
+    out: Resources = {}
+    for part in ("limits", "requests"):
+        for name, value in (resources.get(part) or {}).items():
+            out[name] = amount(name, value, ctx, f"{base}.{part}.{name}")
+    if "memory" not in out:
+        guest = a.get(vmi, "spec.domain.memory.guest", object, ctx)
+        if guest is not None:
+            out["memory"] = amount("memory", guest, ctx, "spec.domain.memory.guest")
+    page = a.get(vmi, "spec.domain.memory.hugepages.pageSize", str, ctx)
+    if page and "memory" in out:
+        out[f"hugepages-{page}"] = out["memory"]
+    out["devices.kubevirt.io/kvm"] = 1
+    if a.dicts(vmi, "spec.domain.devices.interfaces", ctx):
+        out["devices.kubevirt.io/tun"] = 1
+        out["devices.kubevirt.io/vhost-net"] = 1
+    out["pods"] = 0
+    return out
+
+
+def _machine_type(vmi: dict, ctx: str) -> str:
+    return a.get(vmi, "status.machine.type", str, ctx, "") or a.get(
+        vmi, "spec.domain.machine.type", str, ctx, ""
+    )
+
+
+def _rendered_selector(
+    vmi: dict, ctx: str, source_selector: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(nodeSelector, key -> origin) as NodeSelectorRenderer.Render builds it for this VMI."""
+    origin: dict[str, str] = {SCHEDULABLE: KUBEVIRT}
+    values: dict[str, str] = {SCHEDULABLE: "true"}
+    arch = a.get(vmi, "spec.architecture", str, ctx, "")
+    if arch:
+        values[ARCH], origin[ARCH] = arch.lower(), KUBEVIRT
+    for k, v in a.str_map(vmi, "spec.nodeSelector", ctx).items():
+        values[k], origin[k] = v, VM
+    for k, v in source_selector.items():
+        if k.startswith(_FROM_SOURCE_POD):
+            values[k], origin[k] = v, KUBEVIRT
+    if a.get(vmi, "spec.domain.cpu.dedicatedCpuPlacement", bool, ctx, False):
+        values[CPU_MANAGER], origin[CPU_MANAGER] = "true", KUBEVIRT
+    model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
+    if model and model not in (HOST_MODEL, "host-passthrough"):
+        values[CPU_MODEL + model], origin[CPU_MODEL + model] = "true", FROM_CPU
+    machine = _machine_type(vmi, ctx)
+    if machine:
+        values[MACHINE_TYPE + machine], origin[MACHINE_TYPE + machine] = "true", FROM_MACHINE_TYPE
+    if model:  # CPUModelLabelFromCPUModel fails without a model, and then no feature is added
+        for i, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
+            path = f"spec.domain.cpu.features[{i}]"
+            name = a.get(feature, "name", str, ctx, "", path)
+            if name and a.get(feature, "policy", str, ctx, "", path) in ("", "require"):
+                values[CPU_FEATURE + name], origin[CPU_FEATURE + name] = "true", FROM_CPU
+    return values, origin
+
+
+def _rejected_labels(vmi: dict, ctx: str) -> dict[str, str]:
+    model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
+    out: dict[str, str] = {}
+    if model in ("", HOST_MODEL):
+        out[OBSOLETE_HOST_MODEL] = "its host CPU model is obsolete for host-model VMs"
+    for i, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
+        path = f"spec.domain.cpu.features[{i}]"
+        if a.get(feature, "policy", str, ctx, "", path) == "forbid":
+            name = a.get(feature, "name", str, ctx, "", path)
+            out[CPU_FEATURE + name] = f"it has CPU feature '{name}', which the VM forbids"
+    return out
+
+
+def _host_model_selector(
+    source_selector: dict[str, str], source_labels: dict[str, str]
+) -> dict[str, str] | None:
+    """prepareNodeSelectorForHostCpuModel; None when the source node names no host model."""
+    copied = {
+        k: v for k, v in source_selector.items() if CPU_FEATURE in k or HOST_MODEL_MIGRATION in k
+    }
+    if copied:
+        return copied
+    out: dict[str, str] = {}
+    model = None
+    for k, v in source_labels.items():
+        if k.startswith(HOST_MODEL_CPU):
+            model = (k[len(HOST_MODEL_CPU) :], v)
+        elif k.startswith(HOST_MODEL_FEATURE):
+            out[CPU_FEATURE + k[len(HOST_MODEL_FEATURE) :]] = v
+    if model is None:
+        return None
+    out[HOST_MODEL_MIGRATION + model[0]] = model[1]
+    return out
+
+
+def _vendor_key(labels: dict[str, str]) -> str | None:
+    return next((k for k in labels if k.startswith(CPU_VENDOR)), None)
+
+
+def render_target_pod(
+    vmi: dict,
+    vmim: dict | None,
+    source_pod: dict | None,
+    source_node_labels: dict[str, str] | None,
+) -> TargetPod:
+    """The target pod of migrating `vmi` (with `vmim`'s additions); raises InputError on bad fields.
+
+    `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI);
+    `source_node_labels`: labels of the node the VMI runs on (None: unknown, so the host-model
+    and vendor entries cannot be added and are not judged).
+    """
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    namespace = a.namespace_of(vmi, ctx) or "default"
+    pod_ctx = a.describe(source_pod, "Pod")
+    source_selector = (
+        a.str_map(source_pod, "spec.nodeSelector", pod_ctx) if source_pod is not None else {}
+    )
+    selector, origin = _rendered_selector(vmi, ctx, source_selector)
+    problems: list[Problem] = []
+
+    added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
+    for k, v in added.items():
+        if k not in selector:
+            selector[k], origin[k] = v, MIGRATION
+
+    model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
+    if source_node_labels is not None:
+        if model == HOST_MODEL:
+            host = _host_model_selector(source_selector, source_node_labels)
+            if host is None:
+                problems.append(
+                    Problem(
+                        "CPUModelUnsupported",
+                        "the VM's CPU model is host-model, but its node has no "
+                        f"{HOST_MODEL_CPU}<model> label, so KubeVirt cannot render the target "
+                        "pod: wait for virt-handler's node-labeller to label the node",
+                        "spec.domain.cpu.model",
+                    )
+                )
+            else:
+                for k, v in host.items():
+                    selector[k], origin[k] = v, FROM_HOST_MODEL
+        if _vendor_key(selector) is None:
+            vendor = _vendor_key(source_node_labels)
+            if vendor is not None:
+                selector[vendor], origin[vendor] = "true", FROM_VENDOR
+
+    terms = a.get(
+        vmi, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", dict, ctx
+    )
+    vm_terms = None
+    if terms is not None:
+        vm_terms = [
+            t for _, t in a.dicts(terms, "nodeSelectorTerms", ctx, "spec.affinity.nodeAffinity")
+        ]
+
+    if source_pod is not None:
+        labels = dict(a.str_map(source_pod, "metadata.labels", pod_ctx))
+        requests = pod_requests(source_pod)
+    else:
+        labels = {
+            **a.str_map(vmi, "metadata.labels", ctx),
+            "kubevirt.io": "virt-launcher",
+            CREATED_BY: a.get(vmi, "metadata.uid", str, ctx, ""),
+        }
+        requests = _vmi_requests(vmi, ctx)
+    uid = a.get(vmi, "metadata.uid", str, ctx, "")
+    if uid:
+        labels[CREATED_BY] = uid
+
+    def pod_terms(kind: str) -> list[Term]:
+        path = f"spec.affinity.{kind}.requiredDuringSchedulingIgnoredDuringExecution"
+        out = []
+        for _, t in a.dicts(vmi, path, ctx):
+            term = resolve_term(t, namespace, labels)
+            if term is not None:
+                out.append(term)
+        return out
+
+    anti = pod_terms("podAntiAffinity")
+    if uid:  # createMigrationPodAntiAffinityRule
+        anti.append(Term({"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME))
+
+    tolerations = [t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]
+    return TargetPod(
+        namespace=namespace,
+        labels=labels,
+        node_selector=selector,
+        origin=origin,
+        vm_affinity_terms=vm_terms,
+        rejected_labels=_rejected_labels(vmi, ctx),
+        tolerations=with_default_tolerations(tolerations),
+        requests=requests,
+        affinity_terms=tuple(pod_terms("podAffinity")),
+        anti_affinity_terms=tuple(anti),
+        scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
+        rendered=source_pod is None,
+        source_node_known=source_node_labels is not None,
+        problems=tuple(problems),
+    )
