@@ -169,6 +169,8 @@ def format_text(report: Report) -> str:
     for p in others:
         text = "no node can receive the VM (see each node's reasons above)"
         lines.append(f"Denied: {p.code}: {text if p.code == 'NoEligibleTarget' else p.message}")
+    for note in report.notes:
+        lines.append(f"Note: {note}")
     if report.timeouts is not None:
         t = report.timeouts
         lines += [
@@ -193,11 +195,45 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def read_migration(path: str) -> dict:
+    """The one VirtualMachineInstanceMigration in `path` (YAML or JSON)."""
+    docs = list(_documents(Path(path)))
+    kinds = [doc.get("kind") for _, doc in docs]
+    if kinds != ["VirtualMachineInstanceMigration"]:
+        raise InputError(
+            f"--migration {path}: expected one VirtualMachineInstanceMigration, got "
+            f"{', '.join(map(str, kinds)) or 'nothing'}"
+        )
+    where, vmim = docs[0]
+    ctx = f"{where}: VirtualMachineInstanceMigration"
+    if not a.get(vmim, "spec.vmiName", str, ctx):
+        raise InputError(f"{ctx}: spec.vmiName is required")
+    return vmim
+
+
+def _subject(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    """(namespace, VM name, the VMIM to evaluate or None) from --vm / --migration."""
+    if args.migration is None:
+        if args.vm is None:
+            raise InputError("give --vm NS/NAME, or --migration FILE")
+        return (*_parse_vm(args.vm), None)
+    if args.target is not None:
+        raise InputError(
+            "--target and --migration exclude each other: the migration names its target"
+        )
+    vmim = read_migration(args.migration)
+    ns = (vmim.get("metadata") or {}).get("namespace") or "default"
+    name = vmim["spec"]["vmiName"]
+    if args.vm is not None and _parse_vm(args.vm) != (ns, name):
+        raise InputError(f"--vm {args.vm} is not the VM of --migration ({ns}/{name})")
+    return ns, name, vmim
+
+
 def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     origins: dict[str, str] = {}
     source = args.state or args.kubeconfig
     try:
-        ns, name = _parse_vm(args.vm)
+        ns, name, vmim = _subject(args)
         state = load_state(args.state, origins) if args.state else load_live_state(args.kubeconfig)
         if state.vmi(ns, name) is None and state.vm(ns, name) is None:
             raise InputError(f"{source}: VM {ns}/{name} is not in the state")
@@ -207,7 +243,9 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             completion_timeout_per_gib=args.completion_timeout_per_gib,
             progress_timeout_seconds=args.progress_timeout_seconds,
         )
-        report = evaluate_migration(state, ns, name, target=args.target, settings=settings)
+        report = evaluate_migration(
+            state, ns, name, vmim=vmim, target=args.target, settings=settings
+        )
         vmi = state.vmi(ns, name)
         if vmi is not None:
             try:
@@ -242,7 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML/JSON file (multi-document or kind: List) or a folder of such files",
     )
     src.add_argument("--kubeconfig", metavar="FILE", help="read the state from a live cluster")
-    check.add_argument("--vm", required=True, metavar="NS/NAME", help="the VM (or VMI) to check")
+    check.add_argument("--vm", metavar="NS/NAME", help="the VM (or VMI) to check")
+    check.add_argument(
+        "--migration",
+        metavar="FILE",
+        help="a VirtualMachineInstanceMigration (YAML or JSON), evaluated as the webhook would "
+        "(its addedNodeSelector, the VMI's target annotation)",
+    )
     check.add_argument("--target", metavar="NODE", help="the node to migrate to (default: any)")
     check.add_argument("--output", choices=("text", "json"), default="text")
     defaults = TimeoutSettings()

@@ -40,7 +40,12 @@ def main() -> int:
             seed = args.seed
             while len(pairs) < args.pairs:
                 pairs += run_rounds(kv, [seed], args.nodes, args.vms)
-                print(f"seed {seed}: {len(pairs)} pairs so far", file=sys.stderr)
+                so_far = summary(pairs)
+                print(
+                    f"seed {seed}: {so_far['pairs']} pairs so far, {so_far['agree']} agree, "
+                    f"{so_far['disagree']} disagree, {so_far['undecided']} undecided",
+                    file=sys.stderr,
+                )
                 seed += 1
         finally:
             handler.stop()

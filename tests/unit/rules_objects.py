@@ -6,6 +6,14 @@ import copy
 from typing import Any
 
 NS = "default"
+ALLOCATABLE = {
+    "cpu": "16",
+    "memory": "64Gi",
+    "pods": "110",
+    "devices.kubevirt.io/kvm": "1k",
+    "devices.kubevirt.io/tun": "1k",
+    "devices.kubevirt.io/vhost-net": "1k",
+}
 
 
 def node(name: str = "node-2", *, labels: dict | None = None, **kw: Any) -> dict:
@@ -31,7 +39,7 @@ def node(name: str = "node-2", *, labels: dict | None = None, **kw: Any) -> dict
         },
         "spec": kw.pop("spec", {}),
         "status": {
-            "allocatable": kw.pop("allocatable", {"cpu": "16", "memory": "64Gi", "pods": "110"}),
+            "allocatable": kw.pop("allocatable", ALLOCATABLE),
             "conditions": kw.pop("conditions", [{"type": "Ready", "status": "True"}]),
         },
     }

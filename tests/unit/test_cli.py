@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.unit import rules_objects as o
 from webhook import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -315,3 +317,56 @@ def test_webhook_with_an_unreachable_api_exits_2_with_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("migration-guard webhook: cannot prepare the serving certificate")
     assert "Traceback" not in result.stderr
+
+
+# ---- --migration ---------------------------------------------------------------------------
+def test_check_migration_file_is_evaluated_as_the_webhook_would(tmp_path, capsys):
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "kind": "List",
+                "items": [o.node("node-1"), o.node("node-2"), o.node("node-3"), o.vmi(), o.nad()],
+            }
+        )
+    )
+    vmim = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": "m", "namespace": "default"},
+        "spec": {
+            "vmiName": "vm1",
+            "addedNodeSelector": {"kubernetes.io/hostname": "node-2", "disk": "ssd"},
+        },
+    }
+    path = tmp_path / "vmim.yaml"
+    path.write_text(yaml.safe_dump(vmim))
+    code, out, _ = run(
+        capsys, "check", "--state", str(state), "--migration", str(path), "--output", "json"
+    )
+    report = json.loads(out)
+    assert code == 1 and report["target"] == "node-2"
+    (node,) = report["nodes"]
+    assert [r["code"] for r in node["reasons"]] == ["NodeSelectorMismatch"]
+    assert "addedNodeSelector (disk=ssd)" in node["reasons"][0]["message"]
+    del vmim["spec"]["addedNodeSelector"]["disk"]
+    path.write_text(yaml.safe_dump(vmim))
+    assert run(capsys, "check", "--state", str(state), "--migration", str(path))[0] == 0
+
+
+def test_check_migration_file_bad_input(tmp_path, capsys):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"kind": "List", "items": [o.node("node-1"), o.vmi(), o.nad()]}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(o.vmi()))
+    code, _, err = run(capsys, "check", "--state", str(state), "--migration", str(bad))
+    assert (
+        code == 2
+        and "expected one VirtualMachineInstanceMigration, got VirtualMachineInstance" in err
+    )
+    code, _, err = run(
+        capsys, "check", "--state", str(state), "--migration", str(bad), "--target", "x"
+    )
+    assert code == 2 and "--target and --migration exclude each other" in err
+    code, _, err = run(capsys, "check", "--state", str(state))
+    assert code == 2 and "give --vm NS/NAME, or --migration FILE" in err
