@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: test lint unit demo bench cluster-up cluster-down controlplane prometheus venv clean
+.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,11 @@ cluster-down: venv
 
 demo: venv controlplane prometheus
 	$(PY) -m demo $(ARGS)
+
+# Differential tests against the real virt-controller and kube-scheduler, large sample (README
+# "Fidelity"); ARGS="--pairs 200" for a shorter run. Figures go to bench/fidelity.json.
+fidelity: venv controlplane
+	$(PY) -m tests.fidelity $(ARGS)
 
 # Benchmarks (not part of `make test`): wrk from Debian, the profilers from the `bench` extra.
 # ARGS="--only lookup,enforcer --quick" for a subset; figures go to bench/results.json.
