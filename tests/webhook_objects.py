@@ -10,6 +10,12 @@ import copy
 import json
 
 CLUSTER_NETWORK = "vlan100"
+# What KubeVirt's device plugins add to a Harvester node's allocatable (launcher pods request them).
+DEVICE_PLUGINS = {
+    "devices.kubevirt.io/kvm": "1k",
+    "devices.kubevirt.io/tun": "1k",
+    "devices.kubevirt.io/vhost-net": "1k",
+}
 
 
 def node(
@@ -33,8 +39,8 @@ def node(
         "metadata": {"name": name, "labels": {**base_labels, **(labels or {})}},
         "spec": {"unschedulable": True} if cordoned else {},
         "status": {
-            "capacity": {"cpu": cpu, "memory": memory, "pods": "200"},
-            "allocatable": {"cpu": cpu, "memory": memory, "pods": "200"},
+            "capacity": {"cpu": cpu, "memory": memory, "pods": "200", **DEVICE_PLUGINS},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "200", **DEVICE_PLUGINS},
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
         },
     }
