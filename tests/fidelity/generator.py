@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tests.harness.nodes import MACHINE_TYPE, harvester_node
+from tests.harness.nodes import MACHINE_TYPE, cpu_labels, harvester_node
 from tests.harness.vms import harvester_vm
 
 INTEL = {
@@ -50,24 +50,9 @@ def _node(rng: random.Random, name: str) -> tuple[dict, list[dict]]:
     host = rng.choice(list(hosts)) if rng.random() < 0.5 else next(iter(hosts))
     models = [m for m in (INTEL_MODELS if intel else AMD_MODELS) if rng.random() < 0.85] + [host]
     features = {f for f in FEATURES if rng.random() < 0.8} | set(hosts[host])
-    labels: dict[str, str | None] = {}
-    # Replace the default labeller labels with this host's.
-    base = harvester_node(name)["metadata"]["labels"]
-    for key in base:
-        if ".node.kubevirt.io/" in key:
-            labels[key] = None
-    labels[f"host-model-cpu.node.kubevirt.io/{host}"] = "true"
-    labels[f"cpu-vendor.node.kubevirt.io/{vendor}"] = "true"
-    for m in models:
-        labels[f"cpu-model.node.kubevirt.io/{m}"] = "true"
-        labels[f"cpu-model-migration.node.kubevirt.io/{m}"] = "true"
-    for f in features:
-        labels[f"cpu-feature.node.kubevirt.io/{f}"] = "true"
-    for f in hosts[host]:
-        labels[f"host-model-required-features.node.kubevirt.io/{f}"] = "true"
-    labels["machine-type.node.kubevirt.io/q35"] = "true"
-    if rng.random() < 0.85:
-        labels[f"machine-type.node.kubevirt.io/{MACHINE_TYPE}"] = "true"
+    labels = cpu_labels(host, vendor, models, features, hosts[host])
+    if rng.random() >= 0.85:
+        del labels[f"machine-type.node.kubevirt.io/{MACHINE_TYPE}"]
     if rng.random() < 0.1:
         labels["node-labeller.kubevirt.io/obsolete-host-model"] = "true"
     labels["zone"] = rng.choice(("zone-a", "zone-b"))
@@ -84,15 +69,11 @@ def _node(rng: random.Random, name: str) -> tuple[dict, list[dict]]:
         hogs = [_hog(name, f"{name}-hog-{i}", "10m", "16Mi") for i in range(2)]
     elif fill < 0.2:
         hogs = [_hog(name, f"{name}-hog", "100m", "63Gi")]
-    node = harvester_node(
-        name,
-        memory="64Gi",
-        labels={k: v for k, v in labels.items() if v is not None},
-        allocatable=allocatable,
-    )
-    for key, value in labels.items():
-        if value is None:
-            node["metadata"]["labels"].pop(key, None)
+    node = harvester_node(name, memory="64Gi", allocatable=allocatable)
+    meta = node["metadata"]
+    # this host's labeller labels instead of harvester_node's defaults
+    meta["labels"] = {k: v for k, v in meta["labels"].items() if ".node.kubevirt.io/" not in k}
+    meta["labels"] |= labels
     if rng.random() < 0.2:
         node["spec"]["taints"] = [dict(rng.choice(TAINTS))]
     return node, hogs
@@ -116,7 +97,7 @@ def _hog(node: str, name: str, cpu: str, memory: str) -> dict:
     }
 
 
-def _expression(rng: random.Random, nodes: list[str]) -> dict:
+def _expression(rng: random.Random) -> dict:
     return rng.choice(
         (
             {"key": "zone", "operator": "In", "values": ["zone-a"]},
@@ -161,9 +142,7 @@ def _vm(rng: random.Random, namespace: str, name: str, node_names: list[str]) ->
     if rng.random() < 0.3:
         terms = []
         for _ in range(rng.randint(1, 2)):
-            term: dict = {
-                "matchExpressions": [_expression(rng, node_names) for _ in range(rng.randint(1, 2))]
-            }
+            term: dict = {"matchExpressions": [_expression(rng) for _ in range(rng.randint(1, 2))]}
             if rng.random() < 0.2:
                 term["matchFields"] = [
                     {

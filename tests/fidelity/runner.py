@@ -92,6 +92,7 @@ class Round:
             call(self.api, "POST", f"/api/v1/namespaces/{self.namespace}/pods", hog)
         for vm in self.cluster.vms:
             call(self.api, "POST", kubevirt_path(self.namespace, "virtualmachines"), vm)
+        # Every VM, or once 20 s have passed the ones that run (a VM no node fits never does).
         deadline = time.monotonic() + 60
         running: list[str] = []
         names = [vm["metadata"]["name"] for vm in self.cluster.vms]

@@ -83,13 +83,6 @@ class KubeVirtCluster:
         ).get("items", [])
 
 
-def _node_ready(node: dict) -> bool:
-    conditions = {
-        c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []
-    }
-    return conditions.get("Ready") == "True" and not (node.get("spec") or {}).get("taints")
-
-
 def node_ready(node: dict) -> bool:
     conditions = {
         c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []

@@ -35,6 +35,7 @@ import yaml
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.enforcers import wait_for
 from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.processes import stop_process
 from tests.harness.registration import local_webhook_configuration
@@ -113,16 +114,6 @@ def allowed(rbac: dict[str, list[dict]], release_ns: str, req: Request) -> bool:
     if any(rule_allows(r, req) for r in rbac["ClusterRole"]):
         return True
     return req.namespace == release_ns and any(rule_allows(r, req) for r in rbac["Role"])
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def kubectl_ok(plane: ControlPlane, *args: str, input: str | None = None) -> str:

@@ -10,7 +10,7 @@ from webhook.rules.harvester import resolve_networks
 from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
-from webhook.rules.target_pod import DEFAULT_SCHEDULER, TargetPod, render_target_pod
+from webhook.rules.target_pod import TargetPod, render_target_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 
@@ -56,7 +56,7 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
             f"the VM's node {source!r} is not known: the host-model CPU and CPU vendor that "
             "KubeVirt takes from it are not checked"
         )
-    if pod.scheduler_name != DEFAULT_SCHEDULER:
+    if not pod.by_kube_scheduler:
         notes.append(
             f"the VM's pods are placed by scheduler '{pod.scheduler_name}', not kube-scheduler: "
             "only Harvester's node rules are checked"
@@ -98,8 +98,8 @@ def evaluate_migration(
     networks, missing_nads = resolve_networks(vmi, state.nad)
     blockers += missing_nads
     source = a.get(vmi, "status.nodeName", str, ctx)
-    launcher = state.launcher_pod(namespace, vmi_name)
-    pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source))
+    launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
+    pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source), launcher_requests)
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
     node_ctx = NodeContext(

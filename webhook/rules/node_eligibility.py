@@ -39,11 +39,6 @@ class NodeContext:
     usage: Callable[[str], Usage] = lambda _name: ({}, 0)
     pod_affinity: PodAffinityContext = field(default_factory=PodAffinityContext)
 
-    @property
-    def scheduled_here(self) -> bool:
-        """Whether kube-scheduler places the pod, so its filters can be predicted."""
-        return self.pod.scheduler_name == tp.DEFAULT_SCHEDULER
-
 
 @dataclass(frozen=True)
 class NodeFacts:
@@ -183,7 +178,7 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
             Problem("SourceNode", f"node '{name}' is where the VM runs now: choose another node")
         )
     reasons += f.fixed
-    if not c.scheduled_here:
+    if not c.pod.by_kube_scheduler:
         reasons += harvester.network_problems(name, labels, c.networks)
         return NodeVerdict(name, tuple(reasons))
 

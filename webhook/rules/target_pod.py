@@ -33,10 +33,10 @@ from webhook.rules.filters.pod_affinity import Term, resolve_term
 from webhook.rules.filters.resources import Resources, amount, pod_requests
 from webhook.rules.filters.taints import with_default_tolerations
 from webhook.rules.model import Problem
+from webhook.rules.target import HOSTNAME_LABEL
 
 SCHEDULABLE = "kubevirt.io/schedulable"
 ARCH = "kubernetes.io/arch"
-HOSTNAME = "kubernetes.io/hostname"
 CPU_MANAGER = "cpumanager"
 CPU_MODEL = "cpu-model.node.kubevirt.io/"
 CPU_FEATURE = "cpu-feature.node.kubevirt.io/"
@@ -83,6 +83,11 @@ class TargetPod:
     rendered: bool  # requests rendered from the VMI: no launcher pod was known
     source_node_known: bool
     problems: tuple[Problem, ...]  # why KubeVirt cannot render it at all
+
+    @property
+    def by_kube_scheduler(self) -> bool:
+        """Whether kube-scheduler places the pod, so its filters can be predicted."""
+        return self.scheduler_name == DEFAULT_SCHEDULER
 
 
 def _vmi_requests(vmi: dict, ctx: str) -> Resources:
@@ -189,10 +194,12 @@ def render_target_pod(
     vmim: dict | None,
     source_pod: dict | None,
     source_node_labels: dict[str, str] | None,
+    source_requests: Resources | None = None,
 ) -> TargetPod:
     """The target pod of migrating `vmi` (with `vmim`'s additions); raises InputError on bad fields.
 
-    `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI);
+    `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
+    `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
     `source_node_labels`: labels of the node the VMI runs on (None: unknown, so the host-model
     and vendor entries cannot be added and are not judged).
     """
@@ -243,13 +250,9 @@ def render_target_pod(
 
     if source_pod is not None:
         labels = dict(a.str_map(source_pod, "metadata.labels", pod_ctx))
-        requests = pod_requests(source_pod)
+        requests = source_requests if source_requests is not None else pod_requests(source_pod)
     else:
-        labels = {
-            **a.str_map(vmi, "metadata.labels", ctx),
-            "kubevirt.io": "virt-launcher",
-            CREATED_BY: a.get(vmi, "metadata.uid", str, ctx, ""),
-        }
+        labels = {**a.str_map(vmi, "metadata.labels", ctx), "kubevirt.io": "virt-launcher"}
         requests = _vmi_requests(vmi, ctx)
     uid = a.get(vmi, "metadata.uid", str, ctx, "")
     if uid:
@@ -266,7 +269,9 @@ def render_target_pod(
 
     anti = pod_terms("podAntiAffinity")
     if uid:  # createMigrationPodAntiAffinityRule
-        anti.append(Term({"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME))
+        anti.append(
+            Term({"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME_LABEL)
+        )
 
     tolerations = [t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]
     return TargetPod(

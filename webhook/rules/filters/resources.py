@@ -44,12 +44,11 @@ def _max(total: Resources, other: Resources) -> None:
 
 def container_requests(c: dict, ctx: str, path: str) -> Resources:
     """A container's requests, defaulted from its limits as kube-apiserver does."""
-    limits = a.get(c, "resources.limits", dict, ctx, {}, path)
-    requests = {**limits, **a.get(c, "resources.requests", dict, ctx, {}, path)}
     out: Resources = {}
-    for name, value in requests.items():
-        where = "requests" if name in (c.get("resources") or {}).get("requests", {}) else "limits"
-        out[name] = amount(name, value, ctx, f"{path}.resources.{where}.{name}")
+    for part in ("requests", "limits"):  # a limit counts only where no request is set
+        for name, value in a.get(c, f"resources.{part}", dict, ctx, {}, path).items():
+            if name not in out:
+                out[name] = amount(name, value, ctx, f"{path}.resources.{part}.{name}")
     return out
 
 
