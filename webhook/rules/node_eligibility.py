@@ -77,10 +77,12 @@ def _pairs(selector: dict[str, str], keys: list[str]) -> str:
 def _cpu_text(key: str, value: str, origin: str, labels: dict[str, str]) -> str:
     if origin == tp.FROM_VENDOR:
         vendor = key[len(tp.CPU_VENDOR) :]
-        theirs = next(
-            (k[len(tp.CPU_VENDOR) :] for k in labels if k.startswith(tp.CPU_VENDOR)), None
+        theirs = tp.vendor_key(labels)
+        has = (
+            f"has CPU vendor {theirs[len(tp.CPU_VENDOR) :]}"
+            if theirs
+            else "has no CPU vendor label"
         )
-        has = f"has CPU vendor {theirs}" if theirs else "has no CPU vendor label"
         return f"{has}, the VM runs on a {vendor} node ({key})"
     if key.startswith(tp.CPU_MODEL):
         return f"lacks CPU model '{key[len(tp.CPU_MODEL) :]}' ({key}={value})"

@@ -185,7 +185,7 @@ def _host_model_selector(
     return out
 
 
-def _vendor_key(labels: dict[str, str]) -> str | None:
+def vendor_key(labels: dict[str, str]) -> str | None:
     return next((k for k in labels if k.startswith(CPU_VENDOR)), None)
 
 
@@ -234,8 +234,8 @@ def render_target_pod(
             else:
                 for k, v in host.items():
                     selector[k], origin[k] = v, FROM_HOST_MODEL
-        if _vendor_key(selector) is None:
-            vendor = _vendor_key(source_node_labels)
+        if vendor_key(selector) is None:
+            vendor = vendor_key(source_node_labels)
             if vendor is not None:
                 selector[vendor], origin[vendor] = "true", FROM_VENDOR
 
