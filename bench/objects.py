@@ -8,6 +8,7 @@ memory figure measures what the cache really holds after `ClusterState.apply` sl
 from __future__ import annotations
 
 from tests import webhook_objects as wo
+from tests.harness import nodes
 
 NAMESPACE = "bench"
 CPU_FEATURES = [
@@ -51,12 +52,15 @@ def node(i: int, *, api_shape: bool = False) -> dict:
     name = f"node-{i}"
     obj = wo.node(name)
     labels = obj["metadata"]["labels"]
-    labels.update({f"cpu-feature.node.kubevirt.io/{f}": "true" for f in CPU_FEATURES})
-    labels.update({f"cpu-model.node.kubevirt.io/{m}": "true" for m in CPU_MODELS})
     labels.update(
-        {f"host-model-required-features.node.kubevirt.io/{f}": "true" for f in CPU_FEATURES[:20]}
+        nodes.cpu_labels(
+            host_model="EPYC-Milan",
+            vendor="AMD",
+            models=CPU_MODELS,
+            features=CPU_FEATURES,
+            host_model_features=CPU_FEATURES[:20],
+        )
     )
-    labels["host-model-cpu.node.kubevirt.io/EPYC-Milan"] = "true"
     labels["kubernetes.io/arch"] = "amd64"
     labels["topology.kubernetes.io/zone"] = f"zone-{i % 3}"
     obj["metadata"]["annotations"] = {

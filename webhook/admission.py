@@ -40,6 +40,7 @@ class ReviewRequest:
     name: str | None
     object: dict | None
     dry_run: bool
+    username: str = ""  # request.userInfo.username: who creates the object
 
     @property
     def is_migration_create(self) -> bool:
@@ -87,6 +88,7 @@ def parse_review(body: Any) -> ReviewRequest:
     obj = _field(req, "object", dict, "request", False)
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise MalformedReview(f"request.object is missing for operation {operation}")
+    user = _field(req, "userInfo", dict, "request", False) or {}
     return ReviewRequest(
         api_version=api_version,
         uid=uid,
@@ -98,6 +100,7 @@ def parse_review(body: Any) -> ReviewRequest:
         name=_field(req, "name", str, "request", False),
         object=obj,
         dry_run=bool(_field(req, "dryRun", bool, "request", False)),
+        username=_field(user, "username", str, "request.userInfo", False) or "",
     )
 
 
@@ -186,11 +189,18 @@ def report_warnings(report: Report) -> list[str]:
     return out
 
 
-def respond(req: ReviewRequest, report: Report) -> dict:
-    """The answer for a VMIM CREATE given the rule engine's Report (dry-run answered the same)."""
+def respond(req: ReviewRequest, report: Report, warn_only: str | None = None) -> dict:
+    """The answer for a VMIM CREATE given the rule engine's Report (dry-run answered the same).
+
+    `warn_only`: why problems are let through this time (a setting names it); they become
+    warnings instead of a denial.
+    """
     problems = report.problems()
-    if problems:
+    if problems and warn_only is None:
         return deny(req, report.vm, problems)
+    if problems:
+        warned = [f"migration-guard would deny this migration of VM {report.vm}; {warn_only}"]
+        return allow(req, warned + [f"migration-guard: {p.code}: {p.message}" for p in problems])
     return allow(req, report_warnings(report))
 
 

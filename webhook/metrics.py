@@ -25,6 +25,29 @@ class WebhookMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.kubevirt_migrations = Counter(
+            "migration_guard_kubevirt_migrations_total",
+            "Migrations KubeVirt started itself, by origin (evacuation, workload-update) and "
+            "result (allowed, denied, warned = let through with its problems by a warn setting).",
+            ["origin", "result"],
+            registry=self.registry,
+        )
+        self.memo_hits = Counter(
+            "migration_guard_admission_memo_hits_total",
+            "Decisions answered with the Report of an identical request on an unchanged cluster "
+            "(KubeVirt's retries of what was denied).",
+            registry=self.registry,
+        )
+        self.events_written = Counter(
+            "migration_guard_events_written_total",
+            "Events created or updated (a repeated Event is written at most once a minute).",
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "migration_guard_events_dropped_total",
+            "Events not recorded because the queue of Events to write was full.",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "migration_guard_admission_decision_seconds",
             "Time to parse, decide and build an admission response.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,8 @@ from urllib3.exceptions import HTTPError as TransportError
 from webhook.cache import ClusterCache
 from webhook.certs import CertManager
 from webhook.errors import InputError
+from webhook.events import EventRecorder
+from webhook.metrics import WebhookMetrics
 from webhook.server import Extension, create_app
 from webhook.settings import Settings, parse_settings
 
@@ -58,18 +61,29 @@ class Runtime:
         self.api = api_client(settings)
         self.cache = ClusterCache(self.api, watch_timeout_seconds=settings.watch_timeout_seconds)
         self.certs = CertManager(settings, self.api)
+        metrics = WebhookMetrics()
+        self.events = EventRecorder(
+            self.api,
+            instance=socket.gethostname(),
+            on_drop=metrics.events_dropped.inc,
+            on_write=metrics.events_written.inc,
+        )
         self.certs.start()
         self.cache.start()
+        self.events.start()
         self.app = create_app(
             settings,
             self.cache,
+            metrics=metrics,
             extensions=extensions,
             cert_expiry=lambda: self.certs.expiry_timestamp,
+            events=self.events,
         )
 
     def stop(self) -> None:
         self.cache.stop()
         self.certs.stop()
+        self.events.stop()
 
 
 class WebhookApplication(BaseApplication):

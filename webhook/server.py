@@ -26,9 +26,13 @@ from werkzeug.exceptions import HTTPException
 from webhook import admission
 from webhook.admission import MalformedReview, ReviewRequest
 from webhook.errors import InputError
+from webhook.events import EventRecorder
+from webhook.memo import ReportMemo, memo_key
 from webhook.metrics import WebhookMetrics
+from webhook.notices import notices
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.model import Problem
+from webhook.rules.origin import migration_origin
 from webhook.settings import Settings
 from webhook.state import ClusterState
 
@@ -55,8 +59,20 @@ class Cache(Protocol):
 Extension = Callable[[Flask, Any, Settings], None]
 
 
-def decide(cache: Cache, settings: Settings, req: ReviewRequest) -> dict:
-    """The AdmissionReview answer for one parsed request (the cache must be trusted by now)."""
+def decide(
+    cache: Cache,
+    settings: Settings,
+    req: ReviewRequest,
+    memo: ReportMemo | None = None,
+    events: EventRecorder | None = None,
+    metrics: WebhookMetrics | None = None,
+) -> dict:
+    """The AdmissionReview answer for one parsed request (the cache must be trusted by now).
+
+    `memo` reuses the Report of an identical request on an unchanged cluster (KubeVirt's
+    retries); `events` records what operators must see of migrations KubeVirt started
+    (webhook.notices), except for dry runs.
+    """
     namespace, vmi_name = admission.migration_subject(req)
     if vmi_name is None:
         return admission.deny(req, f"{namespace}/?", [admission.missing_vmi_name()])
@@ -65,13 +81,39 @@ def decide(cache: Cache, settings: Settings, req: ReviewRequest) -> dict:
     except Exception as e:  # the rules then report the VMI as missing; log why
         log.warning("could not read VMI %s/%s from the API: %s", namespace, vmi_name, e)
     vm = f"{namespace}/{vmi_name}"
+    state = cache.state
     try:
-        report = evaluate_migration(
-            cache.state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
+        origin = migration_origin(
+            req.object or {}, req.username, settings.kubevirt_controller_users
         )
+
+        def compute():
+            return evaluate_migration(
+                state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
+            )
+
+        if memo is None:
+            report = compute()
+        else:
+            key = memo_key(namespace, vmi_name, req.object)
+            report, reused = memo.report(key, state.generation, compute)
+            if metrics is not None and reused:
+                metrics.memo_hits.inc()
     except InputError as e:
         return admission.deny(req, vm, [Problem("InvalidObject", str(e))])
-    return admission.respond(req, report)
+    warn_only = settings.warn_only(origin)
+    out = admission.respond(req, report, warn_only)
+    if origin.by_kubevirt:
+        problems = report.problems()
+        if metrics is not None:
+            result = "allowed" if not problems else ("warned" if warn_only else "denied")
+            metrics.kubevirt_migrations.labels(origin.kind, result).inc()
+        if events is not None and not req.dry_run:
+            vmi = state.vmi(namespace, vmi_name)
+            node = state.node(origin.node or report.source_node or "")
+            for n in notices(origin, vm, problems, warn_only, vmi, node):
+                events.record(n.involved, n.type, n.reason, n.message)
+    return out
 
 
 def cache_distrust(cache: Cache, settings: Settings) -> str | None:
@@ -102,6 +144,7 @@ def create_app(
     extensions: Iterable[Extension] = (),
     extra_blueprints: Iterable[Blueprint] = (),
     cert_expiry: Callable[[], float] | None = None,
+    events: EventRecorder | None = None,
 ) -> Flask:
     """The Flask app; see the module docstring for the extension hook."""
     app = Flask("migration_guard")
@@ -112,6 +155,7 @@ def create_app(
     if cert_expiry is not None:
         metrics.bind_cert_expiry(cert_expiry)
     app.extensions["migration_guard"] = {"cache": cache, "settings": settings, "metrics": metrics}
+    memo = ReportMemo()
 
     @app.post("/validate")
     def validate() -> Any:
@@ -138,7 +182,7 @@ def create_app(
             if why is not None:
                 out = admission.unchecked(req, why, settings.stale_cache_policy)
             else:
-                out = decide(cache, settings, req)
+                out = decide(cache, settings, req, memo, events, metrics)
         except Exception as e:
             log.exception("decision failed for %s", req.uid)
             problem = Problem(

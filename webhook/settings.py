@@ -17,6 +17,7 @@ from webhook import flags
 from webhook.errors import InputError
 from webhook.flags import LOG_LEVELS, Flag, env_name
 from webhook.rules.model import TimeoutSettings
+from webhook.rules.origin import DEFAULT_CONTROLLER_USERS, EVACUATION, WORKLOAD_UPDATE, Origin
 
 __all__ = [
     "Settings",
@@ -54,6 +55,9 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     threads: int = 8
     log_level: str = "info"
+    evacuation_migrations: str = "enforce"
+    workload_update_migrations: str = "enforce"
+    kubevirt_controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
 
     @cached_property
     def timeouts(self) -> TimeoutSettings:
@@ -62,6 +66,14 @@ class Settings:
             completion_timeout_per_gib=self.completion_timeout_per_gib,
             progress_timeout_seconds=self.progress_timeout_seconds,
         )
+
+    def warn_only(self, origin: Origin) -> str | None:
+        """Why problems of a migration from `origin` are only warned about, or None: enforced."""
+        flag, value = {
+            EVACUATION: ("--evacuation-migrations", self.evacuation_migrations),
+            WORKLOAD_UPDATE: ("--workload-update-migrations", self.workload_update_migrations),
+        }.get(origin.kind, ("", "enforce"))
+        return f"{flag}=warn lets it through" if value == "warn" else None
 
     def check_interval(self) -> float:
         """How often certificates are checked: never less often than a quarter of renew-before."""
@@ -161,6 +173,27 @@ FLAGS: list[Flag] = [
     ),
     Flag(
         "threads", "--threads", "request threads of the single gunicorn worker (default 8)", "int"
+    ),
+    Flag(
+        "evacuation_migrations",
+        "--evacuation-migrations",
+        "evacuations KubeVirt starts to drain a node: enforce (deny, default) or warn (allow)",
+        "choice",
+        ("enforce", "warn"),
+    ),
+    Flag(
+        "workload_update_migrations",
+        "--workload-update-migrations",
+        "migrations KubeVirt starts after its upgrade: enforce (deny, default) or warn (allow)",
+        "choice",
+        ("enforce", "warn"),
+    ),
+    Flag(
+        "kubevirt_controller_users",
+        "--kubevirt-controller-users",
+        "virt-controller's user names, comma-separated: only their VMIMs count as KubeVirt's "
+        "(default: kubevirt-controller in harvester-system and kubevirt)",
+        "list",
     ),
     Flag(
         "log_level",

@@ -224,6 +224,23 @@ def _key(obj: dict) -> Key:
     return (meta.get("namespace") or "", meta["name"])
 
 
+def _same_content(old: dict, new: dict) -> bool:
+    """Equal but for metadata.resourceVersion: what a status heartbeat the slimming drops leaves."""
+    if old.keys() != new.keys():
+        return False
+    for field, value in new.items():
+        if field != "metadata":
+            if old[field] != value:
+                return False
+            continue
+        before = old[field]
+        if before.keys() != value.keys() or any(
+            before[k] != v for k, v in value.items() if k != "resourceVersion"
+        ):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class PodFacts:
     """What a pod contributes to the indexes (a terminated pod contributes nothing)."""
@@ -255,6 +272,9 @@ class ClusterState:
         self._anti: dict[tuple[str, str] | None, dict[Key, list[AntiEntry]]] = {}
         self._node_facts: dict[str, NodeFacts] = {}
         self._vmi_facts: dict[Key, VMIFacts] = {}
+        # Grows whenever what the rules read changes (not on a new resourceVersion alone), so a
+        # decision computed at one generation holds while it is current (webhook.memo).
+        self.generation = 0
 
     # ---- writes -------------------------------------------------------------------------
     def apply(self, obj: dict) -> None:
@@ -273,6 +293,8 @@ class ClusterState:
             return
         key = ("" if kind == NODE else (namespace or "default"), name)
         with self._lock:
+            if key in self._objs[kind]:
+                self.generation += 1
             self._drop(kind, key)
 
     def replace_all(self, kind: str, objs: list[dict]) -> None:
@@ -288,6 +310,7 @@ class ClusterState:
                 raise InputError(f"{a.describe(slimmed)}: listed as {kind}")
             ready.append((slimmed, self._prepare(slimmed)))
         with self._lock:
+            self.generation += 1
             for key in list(self._objs[kind]):
                 self._drop(kind, key)
             for slimmed, prepared in ready:
@@ -339,6 +362,9 @@ class ClusterState:
 
     def _put(self, obj: dict, prepared: PodFacts | NodeFacts | VMIFacts | None) -> None:
         kind, key = obj["kind"], _key(obj)
+        old = self._objs[kind].get(key)
+        if old is None or not _same_content(old, obj):
+            self.generation += 1
         self._drop(kind, key)
         self._objs[kind][key] = obj
         if kind == NODE:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from webhook.rules import access as a
+from webhook.rules.decentralized import NOTES as DECENTRALIZED_NOTES
+from webhook.rules.decentralized import decentralized_side
 from webhook.rules.filters import pod_affinity
 from webhook.rules.harvester import resolve_networks
 from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
@@ -22,10 +24,10 @@ def _source_labels(state: ClusterState, source: str | None) -> dict[str, str] | 
     if not source:
         return None
     facts = state.node_facts(source)
-    if facts is not None:
-        return facts.labels
-    node = state.node(source)
-    return read_node(node).labels if node is not None else None
+    if facts is None:
+        node = state.node(source)
+        facts = read_node(node) if node is not None else None
+    return facts.source_labels if facts is not None else None
 
 
 def _pod_affinity(state: ClusterState, pod: TargetPod) -> pod_affinity.PodAffinityContext:
@@ -80,12 +82,14 @@ def evaluate_migration(
     VMIM the VMI's target annotation is not used, so a target lookup lists every node.
     With a target only that node is evaluated (`Report.nodes` holds it, or nothing when it does
     not exist: TargetNotFound); without one every node is, in name order, linearly.
-    A missing VMI gives VMINotRunning and no node evaluation. `vmim` is never counted as another
-    migration in progress. Malformed objects raise InputError naming the object and field.
+    A missing VMI gives VMINotRunning and no node evaluation; so does a decentralized `vmim`
+    (webhook.rules.decentralized: its nodes are not judged here). `vmim` is never counted as
+    another migration in progress. Malformed objects raise InputError naming the object and field.
     """
     vm_ref = f"{namespace}/{vmi_name}"
     vmi, vf = state.vmi_with_facts(namespace, vmi_name)
-    if target is None and vmim is not None:
+    side = decentralized_side(vmim)
+    if target is None and vmim is not None and side is None:
         target = migration_target(vmim, vmi)
     if vmi is None:
         return Report(vm_ref, None, target, (vmi_missing(vm_ref),), (), None, nodes_evaluated=False)
@@ -94,10 +98,23 @@ def evaluate_migration(
     # reads; without them (a malformed VMI) everything is read here, naming the bad field.
     ctx = a.describe(vmi, "VirtualMachineInstance")
     vmims = state.vmims_for_vmi(namespace, vmi_name)
-    blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None)
+    blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None, side)
     networks, missing_nads = resolve_networks(vmi, state.nad)
     blockers += missing_nads
     source = a.get(vmi, "status.nodeName", str, ctx)
+    vm = state.vm(namespace, vmi_name)
+    timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
+    if side is not None:
+        return Report(
+            vm_ref,
+            source,
+            None,
+            tuple(blockers),
+            (),
+            timeouts,
+            nodes_evaluated=False,
+            notes=(DECENTRALIZED_NOTES[side],),
+        )
     launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
     pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source), launcher_requests)
     blockers += pod.problems
@@ -120,8 +137,6 @@ def evaluate_migration(
         verdicts = [evaluate_node(n, node_ctx, f) for n, f in state.nodes_with_facts()]
         verdicts.sort(key=lambda v: v.name)
 
-    vm = state.vm(namespace, vmi_name)
-    timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
     return Report(
         vm=vm_ref,
         source_node=source,

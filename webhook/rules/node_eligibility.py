@@ -53,6 +53,7 @@ class NodeFacts:
     taints: tuple[dict, ...]
     allocatable: Resources
     fixed: tuple[Problem, ...]  # Harvester's reasons that depend on the node alone
+    source_labels: dict[str, str]  # tp.source_node_labels: what a migration from it reads
 
 
 def read_node(node: dict) -> NodeFacts:
@@ -62,7 +63,9 @@ def read_node(node: dict) -> NodeFacts:
     labels = a.str_map(node, "metadata.labels", ctx)
     node_taints = tuple(t for _, t in a.dicts(node, "spec.taints", ctx))
     fixed = harvester.node_problems(node, name, labels, node_taints)
-    return NodeFacts(name, labels, node_taints, allocatable(node), tuple(fixed))
+    return NodeFacts(
+        name, labels, node_taints, allocatable(node), tuple(fixed), tp.source_node_labels(labels)
+    )
 
 
 def _taint_text(taint: dict) -> str:

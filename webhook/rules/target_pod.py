@@ -185,6 +185,15 @@ def _host_model_selector(
     return out
 
 
+# The source node labels KubeVirt reads when it adds to the target pod (see render_target_pod).
+SOURCE_NODE_PREFIXES = (HOST_MODEL_CPU, HOST_MODEL_FEATURE, CPU_VENDOR)
+
+
+def source_node_labels(labels: dict[str, str]) -> dict[str, str]:
+    """What a node's labels say to a migration from it: a few of its hundreds of labels."""
+    return {k: v for k, v in labels.items() if k.startswith(SOURCE_NODE_PREFIXES)}
+
+
 def vendor_key(labels: dict[str, str]) -> str | None:
     return next((k for k in labels if k.startswith(CPU_VENDOR)), None)
 
@@ -200,8 +209,8 @@ def render_target_pod(
 
     `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
     `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
-    `source_node_labels`: labels of the node the VMI runs on (None: unknown, so the host-model
-    and vendor entries cannot be added and are not judged).
+    `source_node_labels`: labels of the node the VMI runs on, or only its `source_node_labels`
+    (None: unknown, so the host-model and vendor entries cannot be added and are not judged).
     """
     ctx = a.describe(vmi, "VirtualMachineInstance")
     namespace = a.namespace_of(vmi, ctx) or "default"

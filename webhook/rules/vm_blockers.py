@@ -7,6 +7,7 @@ device, network or migration at fault, the field, and what to do.
 from __future__ import annotations
 
 from webhook.rules import access as a
+from webhook.rules.decentralized import DISKS_NOT_MIGRATABLE, SOURCE
 from webhook.rules.model import Problem
 from webhook.rules.target import HOSTNAME_LABEL
 
@@ -181,12 +182,15 @@ def migrations_in_progress(vmims: list[dict], admitted: dict | None) -> list[Pro
     return out
 
 
-def not_live_migratable(vmi: dict) -> list[Problem]:
+def not_live_migratable(vmi: dict, decentralized: bool = False) -> list[Problem]:
+    """KubeVirt's LiveMigratable=False; DisksNotMigratable does not stop a decentralized one."""
     ctx = vmi_ctx(vmi)
     out = []
     for i, cond in a.dicts(vmi, "status.conditions", ctx):
         if cond.get("type") == "LiveMigratable" and cond.get("status") == "False":
             reason = a.get(cond, "reason", str, ctx, "", f"status.conditions[{i}]")
+            if decentralized and reason == DISKS_NOT_MIGRATABLE:
+                continue
             message = a.get(cond, "message", str, ctx, "", f"status.conditions[{i}]")
             detail = ": ".join(x for x in (reason, message) if x) or "no reason given"
             out.append(
@@ -200,17 +204,23 @@ def not_live_migratable(vmi: dict) -> list[Problem]:
     return out
 
 
-def vmi_blockers(vmi: dict) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
-    """The blockers that depend on the VMI alone: (those listed before, after the migrations)."""
+def vmi_blockers(
+    vmi: dict, side: str | None = None
+) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """The blockers that depend on the VMI alone: (those listed before, after the migrations).
+
+    `side`: the decentralized side of the migration (webhook.rules.decentralized), which drops
+    what that side cannot judge.
+    """
     before = (
         *management_network_bridge(vmi),
         *cdrom_volumes(vmi),
         *container_disk_volumes(vmi),
         *pci_devices(vmi),
-        *node_pinned(vmi),
-        *not_running(vmi),
+        *(node_pinned(vmi) if side is None else ()),
+        *(not_running(vmi) if side in (None, SOURCE) else ()),
     )
-    return before, tuple(not_live_migratable(vmi))
+    return before, tuple(not_live_migratable(vmi, decentralized=side is not None))
 
 
 def vm_blockers(
@@ -218,10 +228,12 @@ def vm_blockers(
     vmims: list[dict],
     admitted: dict | None = None,
     fixed: tuple[tuple[Problem, ...], tuple[Problem, ...]] | None = None,
+    side: str | None = None,
 ) -> list[Problem]:
     """Every blocker of a present VMI, in DESIGN order.
 
-    `fixed`: `vmi_blockers(vmi)` when the caller has it already (ClusterState.vmi_facts).
+    `fixed`: `vmi_blockers(vmi)` when the caller has it already (ClusterState.vmi_facts); not
+    used for a decentralized `side`.
     """
-    before, after = vmi_blockers(vmi) if fixed is None else fixed
+    before, after = vmi_blockers(vmi, side) if fixed is None or side else fixed
     return [*before, *migrations_in_progress(vmims, admitted), *after]
