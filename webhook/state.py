@@ -232,13 +232,13 @@ def _same_content(old: dict, new: dict) -> bool:
         if field != "metadata":
             if old[field] != value:
                 return False
-            continue
-        before = old[field]
-        if before.keys() != value.keys() or any(
-            before[k] != v for k, v in value.items() if k != "resourceVersion"
-        ):
+        elif _without_version(old[field]) != _without_version(value):
             return False
     return True
+
+
+def _without_version(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k != "resourceVersion"}
 
 
 @dataclass(frozen=True, slots=True)
