@@ -5,8 +5,8 @@ webhook denies (a workload update almost at once), so the same Event would be wr
 times a second. Like client-go's EventCorrelator, repeats of one Event (same object, reason and
 message) are counted and written as one Event whose `count` grows, at most once per `interval`
 per Event; at most `max_events` distinct Events are remembered and at most `max_pending` records
-wait, the rest are dropped and counted. Event names are derived from what they say, so a restarted
-webhook (or a second replica) updates the Event instead of writing another.
+wait, the rest are dropped and counted. As in client-go, a process counts only its own repeats: a
+restarted webhook (or a second replica) starts new Events, named with its own start time.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ class Record:
     reason: str
     message: str
 
-    def event_name(self) -> str:
+    def event_name(self, nonce: str) -> str:
+        """One name per Event and process (`nonce`): the repeats it counts update that Event."""
         who = self.involved
-        said = "\0".join((who.kind, who.name, who.uid or "", self.reason, self.message))
+        said = "\0".join((nonce, who.kind, who.name, who.uid or "", self.reason, self.message))
         digest = hashlib.sha256(said.encode()).hexdigest()[:16]
         return f"{self.involved.name[:200]}.{digest}"
 
@@ -110,6 +111,7 @@ class EventRecorder:
         self._tallies: OrderedDict[Record, _Tally] = OrderedDict()
         self._on_drop = on_drop or (lambda: None)
         self._on_write = on_write or (lambda: None)
+        self._nonce = f"{time.time_ns():x}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,27 +165,19 @@ class EventRecorder:
                     tally.last_write = now  # retried after the interval, not in a loop
 
     def _write(self, rec: Record, tally: _Tally, now: float) -> None:
-        ns, name = rec.involved.event_namespace, rec.event_name()
+        ns, name = rec.involved.event_namespace, rec.event_name(self._nonce)
         path = f"/api/v1/namespaces/{ns}/events"
         count = tally.written + tally.pending
-        written = False
         if tally.written:
             try:
                 self._patch(path, name, count, now)
-                written = True
             except KubeError as err:
                 if err.status != 404:
                     raise
-                count = tally.pending  # the Event expired (kube-apiserver keeps them 1 h)
-        if not written:
-            try:
-                call(self.api, "POST", path, self._body(rec, name, count, tally.first_seen, now))
-            except KubeError as err:
-                if err.status != 409:
-                    raise
-                existing = call(self.api, "GET", f"{path}/{name}")  # an earlier process wrote it
-                count += int(existing.get("count") or 1)
-                self._patch(path, name, count, now)
+                tally.written = 0  # the Event expired (kube-apiserver keeps them 1 h): anew
+        if not tally.written:
+            count = tally.pending
+            call(self.api, "POST", path, self._body(rec, name, count, tally.first_seen, now))
         tally.written, tally.pending, tally.last_write = count, 0, now
         self._on_write()
 

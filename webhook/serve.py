@@ -65,6 +65,7 @@ class Runtime:
         self.events = EventRecorder(
             self.api,
             instance=socket.gethostname(),
+            interval=settings.event_interval_seconds,
             on_drop=metrics.events_dropped.inc,
             on_write=metrics.events_written.inc,
         )

@@ -58,6 +58,7 @@ class Settings:
     evacuation_migrations: str = "enforce"
     workload_update_migrations: str = "enforce"
     kubevirt_controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
+    event_interval_seconds: float = 60.0
 
     @cached_property
     def timeouts(self) -> TimeoutSettings:
@@ -194,6 +195,12 @@ FLAGS: list[Flag] = [
         "virt-controller's user names, comma-separated: only their VMIMs count as KubeVirt's "
         "(default: kubevirt-controller in harvester-system and kubevirt)",
         "list",
+    ),
+    Flag(
+        "event_interval_seconds",
+        "--event-interval",
+        "a repeated Event's count is written at most this often (default 60s)",
+        "duration",
     ),
     Flag(
         "log_level",

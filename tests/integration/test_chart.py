@@ -75,6 +75,12 @@ def test_defaults_render_the_documented_objects(controlplane: ControlPlane):
     assert e["MIGRATION_GUARD_STALE_CACHE_POLICY"] == "deny"
     assert e["MIGRATION_GUARD_COMPLETION_TIMEOUT_PER_GIB"] == "800"
     assert e["MIGRATION_GUARD_PROGRESS_TIMEOUT"] == "150"
+    assert e["MIGRATION_GUARD_EVACUATION_MIGRATIONS"] == "enforce"
+    assert e["MIGRATION_GUARD_WORKLOAD_UPDATE_MIGRATIONS"] == "enforce"
+    assert e["MIGRATION_GUARD_KUBEVIRT_CONTROLLER_USERS"] == (
+        "system:serviceaccount:harvester-system:kubevirt-controller,"
+        "system:serviceaccount:kubevirt:kubevirt-controller"
+    )
     assert "MIGRATION_GUARD_TLS_CERT_FILE" not in e
     ee = env(enforcer)
     assert ee["MIGRATION_GUARD_BIND"] == "0.0.0.0:9102"  # kubelet probes reach the pod IP
@@ -99,7 +105,7 @@ def test_default_webhook_configuration(controlplane: ControlPlane):
             "scope": "Namespaced",
         }
     ]
-    assert hook["sideEffects"] == "None"
+    assert hook["sideEffects"] == "NoneOnDryRun"  # Events about KubeVirt's migrations
     assert hook["admissionReviewVersions"] == ["v1"]
     assert hook["timeoutSeconds"] == 10
     assert hook["failurePolicy"] == "Fail"
@@ -210,7 +216,9 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
     assert [c["name"] for c in pod["containers"]] == ["server"]
     rules = one(objs, "ClusterRole")["rules"] + one(objs, "Role")["rules"]
     resources = {r for rule in rules for r in rule["resources"]}
-    assert "leases" not in resources and "events" not in resources
+    assert "leases" not in resources
+    (events,) = [rule for rule in rules if "events" in rule["resources"]]  # the webhook's
+    assert events["verbs"] == ["create", "patch"]
     assert [p["name"] for p in one(objs, "Service")["spec"]["ports"]] == ["https"]
 
 
@@ -224,6 +232,10 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
         ("certificates.source=vault", "certificates.source must be selfGenerated or certManager"),
         ("enforcer.progress.source=graphite", "enforcer.progress.source must be prometheus"),
         ("enforcer.progress.source=virtHandler", "needs enforcer.progress.virtHandlerUrls"),
+        (
+            "webhook.workloadUpdateMigrations=audit",
+            'webhook.workloadUpdateMigrations must be enforce or warn, got "audit"',
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_value(controlplane: ControlPlane, setting: str, message: str):
@@ -252,6 +264,8 @@ def _spec_env(c: dict) -> dict[str, str]:
             "enforcer.progress.source=none",
             "enforcer.dryRun=true",
             "enforcer.watchNamespace=vms",
+            "webhook.evacuationMigrations=warn",
+            "webhook.eventInterval=5m",
         ),
     ],
 )
@@ -274,6 +288,7 @@ def test_every_env_var_is_a_real_setting_and_parses(controlplane: ControlPlane, 
     assert es.bind == "0.0.0.0:9102"
     if sets:
         assert s.stale_cache_policy == "allow"
+        assert s.evacuation_migrations == "warn" and s.event_interval_seconds == 300
         assert es.prometheus_url == "" and es.virt_handler_urls == ()
         assert es.dry_run is True and es.watch_namespace == "vms"
     else:
