@@ -3,8 +3,10 @@ Harvester-like nodes, and the waits and reads its tests share."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -75,6 +77,18 @@ class KubeVirtCluster:
             return vmi if (vmi.get("status") or {}).get("phase") == "Running" else None
 
         return self.wait_for(f"VMI {namespace}/{name} Running", running, 90)
+
+    @contextlib.contextmanager
+    def only_schedulable(self, node: str) -> Iterator[None]:
+        """Every other node cordoned while the body runs, so new VMs start on `node`."""
+        others = [n for n in self.nodes if n != node]
+        for other in others:
+            self.kubectl_ok("cordon", other)
+        try:
+            yield
+        finally:
+            for other in others:
+                self.kubectl_ok("uncordon", other)
 
     def pods_of(self, vmi: dict) -> list[dict]:
         meta = vmi["metadata"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.webhook_objects import vmim
 
-__all__ = ["container_disk", "create_migration", "harvester_vm", "vmim"]
+__all__ = ["container_disk", "create_migration", "harvester_vm", "iso_cdrom", "vmim"]
 
 
 def harvester_vm(
@@ -60,6 +60,28 @@ def container_disk(
         "name": name,
         "containerDisk": {"image": image},
     }
+
+
+def iso_cdrom(api, namespace: str, name: str = "iso") -> tuple[dict, dict]:
+    """A CD-ROM with an ISO on a shared (ReadWriteMany) volume, as Harvester attaches one: a
+    migration-guard blocker that KubeVirt would migrate. Creates the PVC and a PV bound to it
+    (kube-controller-manager binds them); the PV is `<namespace>-<name>`, to delete after."""
+    from webhook.kubeapi import call
+
+    pv = f"{namespace}-{name}"
+    call(api, "POST", "/api/v1/persistentvolumes", {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "hostPath": {"path": f"/var/lib/{pv}"}, "storageClassName": "",
+                 "persistentVolumeReclaimPolicy": "Retain"},
+    })  # fmt: skip
+    call(api, "POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    disk = {"name": name, "cdrom": {"bus": "sata"}}
+    return disk, {"name": name, "persistentVolumeClaim": {"claimName": name}}
 
 
 def create_migration(api, namespace: str, vmi: str, name: str | None = None) -> dict:

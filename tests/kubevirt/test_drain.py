@@ -1,12 +1,11 @@
 """`kubectl drain` of a node: virt-api's eviction webhook turns each virt-launcher eviction into an
 evacuation, virt-controller's evacuation controller creates the VMIMs, and migration-guard decides
-each one. The migratable VMs leave; the blocked one stays, and the Warning event KubeVirt records
-on its VMI carries migration-guard's reasons.
+each one. The migratable VMs leave; the blocked one stays, the Warning event KubeVirt records
+on its VMI carries migration-guard's reasons, and migration-guard's Warning on the Node names the
+VM that holds the drain and why.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import pytest
 
@@ -18,26 +17,13 @@ from tests.harness.vms import container_disk, harvester_vm
 pytestmark = pytest.mark.kubevirt
 
 
-@contextlib.contextmanager
-def only_schedulable(cluster: KubeVirtCluster, node: str):
-    """Every other node cordoned while the body runs, so new VMs start on `node`."""
-    others = [n for n in cluster.nodes if n != node]
-    for other in others:
-        cluster.kubectl_ok("cordon", other)
-    try:
-        yield
-    finally:
-        for other in others:
-            cluster.kubectl_ok("uncordon", other)
-
-
 def test_drain_moves_migratable_vms_and_names_why_one_stays(
     kubevirt_cluster: KubeVirtCluster, vm_namespace: str
 ):
     cluster, ns = kubevirt_cluster, vm_namespace
     node = cluster.nodes[-1]
     disk, volume = container_disk()
-    with only_schedulable(cluster, node):
+    with cluster.only_schedulable(node):
         for name in ("web-1", "web-2"):
             cluster.start_vm(harvester_vm(ns, name))
         cluster.start_vm(harvester_vm(ns, "boxed", disks=[disk], volumes=[volume]))
@@ -75,5 +61,18 @@ def test_drain_moves_migratable_vms_and_names_why_one_stays(
         assert message.startswith("Error creating a Migration")
         assert f'admission webhook "{WEBHOOK_NAME}" denied the request' in message
         assert "ContainerDiskVolume" in message
+
+        def blocked():
+            return [
+                e
+                for e in events_for(cluster.plane, "default", node)
+                if e["reason"] == "EvacuationBlocked"
+            ]
+
+        (held,) = cluster.wait_for("migration-guard's EvacuationBlocked event on the Node", blocked)
+        assert held["type"] == "Warning" and held["involvedObject"]["kind"] == "Node"
+        assert held["source"]["component"] == "migration-guard-webhook"
+        assert held["message"].startswith(f"VM {ns}/boxed cannot leave this node")
+        assert "ContainerDiskVolume: volume 'rootdisk' is a containerDisk" in held["message"]
     finally:
         cluster.kubectl_ok("uncordon", node)
