@@ -17,11 +17,16 @@ What it stands in for (kubevirt.io/kubevirt v1.8.2, pkg/virt-handler):
   `nodeName`, the `kubevirt.io/nodeName` label, no `migrationTargetNodeName` label, no
   `evacuationNodeName`, no `launcherContainerImageVersion`).
 - the migration source (migration-source.go): `startTimestamp` and `mode` once the target is
-  ready; data remaining as the test's `Scenario` says; `completed` and `endTimestamp` when it is
-  done; on virt-controller's `abortRequested` (the
-  VMIM was deleted), `abortStatus: Succeeded` with `failed`, `completed` and `endTimestamp`
-  (handleMigrationAbort). The virt-launcher whose domain left exits, and its pod is Succeeded:
-  the source's after a completed migration, the target's after an aborted one.
+  ready; data remaining as the test's `Scenario` says; `mode: PostCopy` when the Scenario says
+  the source switched to post-copy (virt-launcher's migration monitor calls
+  MigrateStartPostCopy at its completion limit when allowPostCopy is set, and the handler copies
+  the mode from the domain's migration metadata: setMigrationProgressStatus); `completed` and
+  `endTimestamp` when it is done; on virt-controller's `abortRequested` (the VMIM was deleted),
+  `abortStatus: Aborting` while the Scenario's `abort_seconds` last (cancelMigration marks the
+  abort in progress, libvirt's job cancel takes its time), then `abortStatus: Succeeded` with
+  `failed`, `completed` and `endTimestamp` (handleMigrationAbort, asyncMigrationAbort). The
+  virt-launcher whose domain left exits, and its pod is Succeeded: the source's after a completed
+  migration, the target's after an aborted one.
 - virt-handler's migration metrics (pkg/monitoring/metrics/virt-handler): data remaining,
   processed and total per migrating VMI, on 127.0.0.1.
 Timestamps are RFC3339 with whole seconds, as metav1.Time serialises them.
@@ -69,20 +74,29 @@ def rfc3339(ts: float | None = None) -> str:
 class Scenario:
     """Data transfer after the migration starts: a straight line from all data to none over
     `transfer_seconds`, cut short at `stall_after` (flat from then on); it succeeds when the line
-    reaches zero if `completes`."""
+    reaches zero if `completes`. `post_copy_after`: seconds after the start when the source
+    reports `mode: PostCopy` (the transfer goes on). `abort_seconds`: how long an abort requested
+    by virt-controller stays `abortStatus: Aborting` before it succeeds."""
 
     name: str
     transfer_seconds: float
     stall_after: float | None = None
     completes: bool = True
+    post_copy_after: float | None = None
+    abort_seconds: float = 0.0
 
     @classmethod
     def succeed(cls, seconds: float = 1.5) -> Scenario:
         return cls("succeed", seconds)
 
     @classmethod
-    def overrun(cls, would_take: float = 600.0) -> Scenario:
-        return cls("overrun", would_take, completes=False)
+    def overrun(cls, would_take: float = 600.0, abort_seconds: float = 0.0) -> Scenario:
+        return cls("overrun", would_take, completes=False, abort_seconds=abort_seconds)
+
+    @classmethod
+    def post_copy(cls, after: float, seconds: float) -> Scenario:
+        """Switched to post-copy `after` seconds in, done at `seconds`."""
+        return cls("post-copy", seconds, post_copy_after=after)
 
     @classmethod
     def stall(cls, after: float = 1.0, would_take: float = 600.0) -> Scenario:
@@ -99,6 +113,9 @@ class Scenario:
 
     def finished(self, elapsed: float) -> bool:
         return self.completes and elapsed >= self.transfer_seconds
+
+    def in_post_copy(self, elapsed: float) -> bool:
+        return self.post_copy_after is not None and elapsed >= self.post_copy_after
 
 
 @dataclass
@@ -165,6 +182,7 @@ class VirtHandler:
         self.not_migratable: dict[tuple[str, str], tuple[str, str]] = {}
         self.default_scenario = Scenario.succeed(1.0)
         self.transfers: dict[str, Transfer] = {}  # by migration UID
+        self.aborting: dict[str, float] = {}  # migration UID -> when its abort began
         self._clients: dict[str, ApiClient] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -312,7 +330,7 @@ class VirtHandler:
                 self.transfers.pop(uid, None)
             return
         if state.get("abortRequested"):
-            self._abort(vmi, source, uid)
+            self._abort(vmi, source, uid, state)
             return
         if not state.get("targetNodeAddress"):
             if self._pod_running(meta["namespace"], state.get("targetPod")):
@@ -392,6 +410,11 @@ class VirtHandler:
         elapsed = time.time() - transfer.started_at
         with self._lock:
             transfer.remaining = transfer.scenario.remaining(transfer.total_bytes, elapsed)
+        mode = ((vmi.get("status") or {}).get("migrationState") or {}).get("mode")
+        if transfer.scenario.in_post_copy(elapsed) and mode != "PostCopy":
+            self._update(source, vmi, lambda b: b["status"]["migrationState"].update(
+                mode="PostCopy"))  # fmt: skip
+            return
         if not transfer.scenario.finished(elapsed):
             return
 
@@ -400,7 +423,19 @@ class VirtHandler:
 
         self._update(source, vmi, ended)
 
-    def _abort(self, vmi: dict, source: str, uid: str) -> None:
+    def _abort(self, vmi: dict, source: str, uid: str, state: dict) -> None:
+        """Aborting for the Scenario's `abort_seconds`, then aborted."""
+        took = self._scenario(vmi).abort_seconds
+        if took > 0:
+            with self._lock:
+                began = self.aborting.setdefault(uid, time.time())
+            if state.get("abortStatus") != "Aborting":
+                self._update(source, vmi, lambda b: b["status"]["migrationState"].update(
+                    abortStatus="Aborting"))  # fmt: skip
+                return
+            if time.time() - began < took:
+                return
+
         def aborted(body: dict) -> None:
             body["status"]["migrationState"] |= {
                 "abortStatus": "Succeeded",
@@ -413,6 +448,7 @@ class VirtHandler:
         self._update(source, vmi, aborted)
         with self._lock:
             self.transfers.pop(uid, None)
+            self.aborting.pop(uid, None)
 
     def _ack(self, vmi: dict, target: str) -> None:
         """The target handler takes the VMI over; the source virt-launcher exits."""

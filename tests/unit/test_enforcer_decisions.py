@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from webhook.enforcer.decisions import (
     ABORT,
+    HOLD,
+    HOLD_ABORTING,
+    HOLD_POST_COPY,
     IGNORE,
     PENDING,
     REASON_STALLED,
@@ -108,7 +111,7 @@ def test_final_deleting_aborted_and_foreign_are_left_alone() -> None:
     assert decide(vmim("Succeeded"), vmi(), None, [], late, SETTINGS).action == IGNORE
     assert decide(vmim("Failed"), vmi(), None, [], late, SETTINGS).action == IGNORE
     deleting = vmim(deletionTimestamp="2025-01-01T00:01:00Z")
-    assert decide(deleting, vmi(), None, [], late, SETTINGS).action == IGNORE
+    assert decide(deleting, vmi(uid="old"), None, [], late, SETTINGS).action == IGNORE
     assert decide(vmim(), vmi(), None, [], late, SETTINGS, aborted={"u1"}).action == IGNORE
     assert decide(vmim(), None, None, [], late, SETTINGS).action == IGNORE
     assert decide(vmim(), vmi(completed=True), None, [], late, SETTINGS).action == IGNORE
@@ -146,3 +149,82 @@ def test_parse_time() -> None:
     assert parse_time("2025-01-01T00:00:00.500000Z") == T0 + 0.5
     assert parse_time("yesterday") is None
     assert parse_time(None) is None
+
+
+# -- never aborted: post-copy, KubeVirt aborting already; Paused gets KubeVirt's doubled limit ----
+def test_post_copy_past_completion_deadline_is_held() -> None:
+    verdict = decide(vmim(), vmi(mode="PostCopy"), None, [], T0 + 6500, SETTINGS)
+    assert verdict.action == HOLD and verdict.reason == HOLD_POST_COPY
+    assert verdict.held == REASON_TIMED_OUT
+    assert verdict.completion_deadline == T0 + 6400
+    assert "completion deadline passed 100 s ago (mode PostCopy)" in verdict.message
+    assert "post-copy" in verdict.why and "completion deadline passed" in verdict.why
+
+
+def test_post_copy_past_progress_deadline_is_held() -> None:
+    samples = [Sample(T0 + 10, 4 * GIB), Sample(T0 + 200, 4 * GIB)]
+    verdict = decide(vmim(), vmi(mode="PostCopy"), None, samples, T0 + 200, SETTINGS)
+    assert verdict.action == HOLD and verdict.held == REASON_STALLED
+    assert "progress deadline passed 40 s ago" in verdict.message
+    assert "4.00 GiB" in verdict.message
+
+
+def test_post_copy_before_any_deadline_says_why() -> None:
+    verdict = decide(vmim(), vmi(mode="PostCopy"), None, [], T0 + 10, SETTINGS)
+    assert verdict.action == HOLD and verdict.held is None and verdict.message == ""
+    assert verdict.why.startswith("it is in post-copy")
+    assert verdict.completion_deadline == T0 + 6400  # still shown
+
+
+def test_post_copy_of_another_migration_does_not_hold_this_one() -> None:
+    verdict = decide(vmim(), vmi(uid="old", mode="PostCopy"), None, [], T0 + 6500, SETTINGS)
+    assert verdict.action == PENDING
+
+
+def test_kubevirt_aborting_is_held() -> None:
+    late = T0 + 6500
+    for state in ({"abortRequested": True}, {"abortStatus": "Aborting"}, {"abortStatus": "Failed"}):
+        verdict = decide(vmim(), vmi(mode="PreCopy", **state), None, [], late, SETTINGS)
+        assert verdict.action == HOLD and verdict.reason == HOLD_ABORTING, state
+        assert verdict.held == REASON_TIMED_OUT and "already aborting" in verdict.message
+    deleting = vmim(deletionTimestamp="2025-01-01T00:01:00Z")
+    verdict = decide(deleting, vmi(mode="PreCopy"), None, [], late, SETTINGS)
+    assert verdict.action == HOLD and verdict.reason == HOLD_ABORTING
+    assert "VMIM is being deleted" in verdict.why
+
+
+def test_post_copy_wins_over_aborting() -> None:
+    state = {"mode": "PostCopy", "abortRequested": True, "abortStatus": "Failed"}
+    verdict = decide(vmim(), vmi(**state), None, [], T0 + 6500, SETTINGS)
+    assert verdict.reason == HOLD_POST_COPY
+
+
+def test_own_abort_is_not_held_after_a_restart() -> None:
+    """This enforcer deleted it (its VM abort record names the UID): nothing to record."""
+    record = '{"migrationUID": "u1", "reason": "MigrationTimedOut"}'
+    vm = {"metadata": {"name": "vm1", "annotations": {"migration-guard.io/abort": record}}}
+    deleting = vmim(deletionTimestamp="2025-01-01T01:47:00Z")
+    assert decide(deleting, vmi(), vm, [], T0 + 6500, SETTINGS).action == IGNORE
+    # the record alone (no delete yet: the writer died before it) does not stop the abort
+    assert decide(vmim(), vmi(), vm, [], T0 + 6500, SETTINGS).action == ABORT
+
+
+def test_paused_is_aborted_at_the_doubled_completion_limit() -> None:
+    paused = vmi(mode="Paused")
+    within = decide(vmim(), paused, None, [], T0 + 12799, SETTINGS)
+    assert within.action == WATCH and within.completion_deadline == T0 + 12800
+    assert "paused" in within.why
+    at = decide(vmim(), paused, None, [], T0 + 12800, SETTINGS)
+    assert at.action == ABORT and at.reason == REASON_TIMED_OUT
+    assert "limit 12800 s (doubled: KubeVirt paused the guest)" in at.message
+
+
+def test_paused_still_aborted_when_stalled() -> None:
+    samples = [Sample(T0 + 10, 4 * GIB), Sample(T0 + 160, 4 * GIB)]
+    verdict = decide(vmim(), vmi(mode="Paused"), None, samples, T0 + 160, SETTINGS)
+    assert verdict.action == ABORT and verdict.reason == REASON_STALLED
+
+
+def test_pre_copy_is_still_aborted() -> None:
+    verdict = decide(vmim(), vmi(mode="PreCopy"), None, [], T0 + 6400, SETTINGS)
+    assert verdict.action == ABORT and verdict.reason == REASON_TIMED_OUT and verdict.held is None

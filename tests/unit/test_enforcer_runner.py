@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from webhook.enforcer.decisions import ABORT, WATCH, parse_time
+from webhook.enforcer.decisions import ABORT, HOLD, WATCH, parse_time
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings
@@ -48,7 +48,7 @@ class Standby:
         return False
 
 
-def objects(memory: str = "1Gi") -> list[dict]:
+def objects(memory: str = "1Gi", mode: str = "PreCopy") -> list[dict]:
     return [
         {
             "kind": "VirtualMachineInstanceMigration",
@@ -63,13 +63,20 @@ def objects(memory: str = "1Gi") -> list[dict]:
             "status": {
                 "phase": "Running",
                 "nodeName": "n1",
-                "migrationState": {"migrationUid": "u1", "startTimestamp": START},
+                "migrationState": {"migrationUid": "u1", "startTimestamp": START, "mode": mode},
             },
         },
     ]
 
 
-def make(synced: bool = True, dry_run: bool = False, elector=None, source=None, per_gib: int = 5):
+def make(
+    synced: bool = True,
+    dry_run: bool = False,
+    elector=None,
+    source=None,
+    per_gib: int = 5,
+    mode: str = "PreCopy",
+):
     settings = EnforcerSettings(
         completion_timeout_per_gib=per_gib,
         progress_timeout_seconds=4,
@@ -80,7 +87,7 @@ def make(synced: bool = True, dry_run: bool = False, elector=None, source=None, 
     enforcer = Enforcer(
         settings,
         api=None,  # type: ignore[arg-type]  # never reached on these paths
-        state=ClusterState.from_objects(objects()),
+        state=ClusterState.from_objects(objects(mode=mode)),
         synced=lambda: synced,
         source=source or Source(),
         elector=elector,
@@ -129,6 +136,36 @@ def test_dry_run_counts_each_migration_once() -> None:
     assert enforcer.check_once().aborted == []
     counted = enforcer.metrics.aborts.labels(reason="MigrationTimedOut", dry_run="true")
     assert counted._value.get() == 1
+
+
+def test_post_copy_past_its_deadline_is_recorded_once_and_never_aborted(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="migration_guard.enforcer")
+    enforcer, clock = make(dry_run=True, mode="PostCopy")
+    clock.now = T0 + 3  # before the deadline: held, nothing to record
+    result = enforcer.check_once()
+    assert result.decisions[0][1].action == HOLD and result.decisions[0][1].held is None
+    assert enforcer.status()["held"] == {
+        "ns/mig": {"reason": "PostCopy", "why": result.decisions[0][1].why, "overdue": None}
+    }
+    for at in (6, 7, 8):
+        clock.now = T0 + at
+        assert enforcer.check_once().aborted == []
+    counted = enforcer.metrics.not_aborted.labels(reason="PostCopy")
+    assert counted._value.get() == 1
+    assert caplog.text.count("not aborting ns/mig (PostCopy)") == 1
+    assert (
+        enforcer.metrics.aborts.labels(reason="MigrationTimedOut", dry_run="true")._value.get() == 0
+    )
+    assert enforcer.status()["held"]["ns/mig"]["overdue"] == "MigrationTimedOut"
+    assert enforcer.metrics.migrations_running._value.get() == 0  # no deadline of its enforced
+
+
+def test_standby_records_no_hold() -> None:
+    standby, clock = make(dry_run=True, elector=Standby(), mode="PostCopy")
+    clock.now = T0 + 10
+    standby.check_once()
+    assert standby.metrics.not_aborted.labels(reason="PostCopy")._value.get() == 0
+    assert standby.held == set()
 
 
 def test_progress_source_changes_are_logged_once_each(caplog) -> None:

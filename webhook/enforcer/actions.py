@@ -1,4 +1,5 @@
-"""Carrying out an abort: record why (Events, VM annotation), then delete the VMIM by UID.
+"""Carrying out an abort: record why (Events, VM annotation), then delete the VMIM by UID; and
+recording why a migration that is overdue was left alone (`record_not_aborted`).
 
 Order matters (DESIGN): the reason is written before the VMIM goes away, so the UI and
 `GET .../migration` can always say why a migration ended. The VMIM is re-read from the API first:
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 
 from webhook.annotations import ABORT as ABORT_ANNOTATION
-from webhook.enforcer.decisions import FINAL_PHASES, Decision
+from webhook.enforcer.decisions import FINAL_PHASES, REASON_NOT_ABORTED, Decision
 from webhook.enforcer.leader import micro_time
 from webhook.kubeapi import KubeError, call
 
@@ -55,11 +56,13 @@ def abort_annotation(decision: Decision, vmim: dict, now: float) -> str:
     )
 
 
-def event_name(obj_name: str, kind: str, migration_uid: str | None) -> str:
-    """One name per (object, migration): a replica taking over mid-abort cannot record it twice."""
+def event_name(obj_name: str, kind: str, migration_uid: str | None, topic: str = "") -> str:
+    """One name per (object, migration, topic): a replica taking over mid-abort, or a restarted
+    one, cannot record the same thing twice (the API answers 409). `topic` "" is the abort."""
     if not migration_uid:
         return f"{obj_name}.{uuid.uuid4().hex[:16]}"
-    digest = hashlib.sha256(f"{kind}/{migration_uid}".encode()).hexdigest()[:16]
+    key = f"{kind}/{migration_uid}" + (f"/{topic}" if topic else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"{obj_name[:236]}.{digest}"
 
 
@@ -70,15 +73,20 @@ def event_body(
     now: float,
     instance: str,
     migration_uid: str | None = None,
+    *,
+    reason: str | None = None,
+    type_: str = "Warning",
+    action: str = "AbortMigration",
 ) -> dict:
-    """A core/v1 Warning Event about `obj` (kubectl describe and get events show it)."""
+    """A core/v1 Event about `obj` (kubectl describe and get events show it): by default the
+    Warning of an abort, with `decision.reason`; `reason` set names another record of its own."""
     meta = obj.get("metadata") or {}
     stamp = rfc3339(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": event_name(str(meta.get("name")), kind, migration_uid),
+            "name": event_name(str(meta.get("name")), kind, migration_uid, reason or ""),
             "namespace": meta.get("namespace"),
         },
         "involvedObject": {
@@ -88,13 +96,13 @@ def event_body(
             "name": meta.get("name"),
             "uid": meta.get("uid"),
         },
-        "reason": decision.reason,
+        "reason": reason or decision.reason,
         "message": decision.message,
-        "type": "Warning",
+        "type": type_,
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": instance,
-        "action": "AbortMigration",
+        "action": action,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "eventTime": micro_time(now),
@@ -103,19 +111,51 @@ def event_body(
 
 
 def _post_event(
-    api: ApiClient, obj: dict, kind: str, decision: Decision, now: float, who: str, uid: str
-) -> None:
+    api: ApiClient,
+    obj: dict,
+    kind: str,
+    decision: Decision,
+    now: float,
+    who: str,
+    uid: str,
+    **how: str,
+) -> bool:
+    """POST the Event (`how`: event_body's keywords); False when it exists already."""
     namespace = (obj.get("metadata") or {}).get("namespace")
     try:
         call(
             api,
             "POST",
             f"/api/v1/namespaces/{namespace}/events",
-            event_body(obj, kind, decision, now, who, uid),
+            event_body(obj, kind, decision, now, who, uid, **how),
         )
     except KubeError as err:
         if err.status != 409:  # 409: recorded already, by a replica that died before the delete
             raise
+        return False
+    return True
+
+
+def record_not_aborted(
+    api: ApiClient, vmi: dict, migration_uid: str, decision: Decision, now: float, identity: str
+) -> bool:
+    """A Normal Event on the VMI: why an overdue migration (`decision.held`) was left alone.
+
+    Named per migration, so a restarted or new leader finds it there (409) and records nothing
+    twice. True when this call created it. KubeError on API failure.
+    """
+    return _post_event(
+        api,
+        vmi,
+        "VirtualMachineInstance",
+        decision,
+        now,
+        identity,
+        migration_uid,
+        reason=REASON_NOT_ABORTED,
+        type_="Normal",
+        action="LeaveMigrationRunning",
+    )
 
 
 def reread_vmim(api: ApiClient, namespace: str, name: str, uid: str) -> tuple[dict | None, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from webhook.enforcer.decisions import HOLD_REASONS, REASON_STALLED, REASON_TIMED_OUT
+
 PREFIX = "migration_guard_enforcer_"
 
 
@@ -26,6 +28,13 @@ class EnforcerMetrics:
             PREFIX + "aborts",
             "Migrations aborted (dry_run=true: would have been aborted), by reason.",
             ["reason", "dry_run"],
+            registry=self.registry,
+        )
+        self.not_aborted = Counter(
+            PREFIX + "not_aborted",
+            "Overdue migrations left alone on purpose (reason PostCopy: aborting would lose the "
+            "VM; AbortInProgress: KubeVirt is aborting it), once each.",
+            ["reason"],
             registry=self.registry,
         )
         self.abort_errors = Counter(
@@ -52,9 +61,11 @@ class EnforcerMetrics:
             registry=self.registry,
         )
         self.seconds_to_deadline.set(float("nan"))
-        for reason in ("MigrationTimedOut", "MigrationStalled"):
+        for reason in (REASON_TIMED_OUT, REASON_STALLED):
             for dry in ("true", "false"):
                 self.aborts.labels(reason=reason, dry_run=dry)
+        for reason in HOLD_REASONS:
+            self.not_aborted.labels(reason=reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,8 +3,9 @@
 Thin on purpose: what to do comes from `decisions.plan` and `judge` (`decide` in two steps, so
 the part that depends on the objects alone runs once per object change), how to abort from
 `actions.abort`. This module owns only the state a decision needs across checks: progress samples per migration (taken by
-this process, since the migration started), the UIDs already aborted (never twice), and whether the
-progress source is reachable (one log line when that changes).
+this process, since the migration started), the UIDs already aborted (never twice), the UIDs whose
+"not aborted" record was made (once), and whether the progress source is reachable (one log line
+when that changes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from webhook.enforcer import actions
 from webhook.enforcer.decisions import (
     ABORT,
     FINAL_PHASES,
+    HOLD,
     IGNORE,
     WATCH,
     Decision,
@@ -103,6 +105,11 @@ def _sampling(uid: str, vmi: dict | None) -> tuple[tuple[str, str], float | None
     return (meta.get("namespace"), meta.get("name")), parse_time(migration.get("startTimestamp"))
 
 
+def _ref(vmim: dict) -> str:
+    meta = vmim.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
 class Enforcer:
     """State across checks plus the `check_once` step; `run` loops it until stopped."""
 
@@ -127,6 +134,7 @@ class Enforcer:
         self.clock = clock
         self.samples: dict[str, list[Sample]] = {}
         self.aborted: dict[str, float] = {}  # uid -> when it left the cache (0 while present)
+        self.held: set[str] = set()  # overdue but held: recorded (or found recorded) once
         self.progress = ProgressState(source.description if source else "none configured")
         self.last_check: float | None = None
         self.last_result: CheckResult | None = None
@@ -226,6 +234,8 @@ class Enforcer:
                     nearest = deadline if nearest is None else min(nearest, deadline)
             if decision.action == ABORT and self._act(vmim, vmi, vm, decision, now, leader, synced):
                 result.aborted.append(uid)
+            elif decision.action == HOLD and decision.held is not None and uid not in self.held:
+                self._record_hold(vmim, vmi, decision, now, leader, synced)
         self._forget(live_uids, now)
         self.metrics.migrations_watched.set(len(live_uids))
         self.metrics.migrations_running.set(running)
@@ -287,10 +297,44 @@ class Enforcer:
         log.warning("aborted %s (%s): %s", ref, decision.reason, decision.message)
         return True
 
+    def _record_hold(
+        self,
+        vmim: dict,
+        vmi: dict | None,
+        decision: Decision,
+        now: float,
+        leader: bool,
+        synced: bool,
+    ) -> None:
+        """Say once why an overdue migration is left alone: a log line, the counter, a Normal
+        Event on the VMI. The Event's name is per migration, so after a restart or a takeover
+        the API's 409 says it was recorded before: then one log line, no count, no second Event.
+        """
+        uid, ref = (vmim.get("metadata") or {}).get("uid") or "", _ref(vmim)
+        if not synced or not leader or vmi is None:
+            return  # the leader, with synced caches, speaks for the enforcer
+        self.held.add(uid)
+        created = True
+        if not self.settings.dry_run:  # dry-run writes nothing
+            try:
+                created = actions.record_not_aborted(
+                    self.api, vmi, uid, decision, now, self.settings.identity
+                )
+            except KubeError as err:
+                log.warning("recording why %s is not aborted failed: %s", ref, err)
+        if not created:
+            log.info(
+                "not aborting %s (%s), recorded before: %s", ref, decision.reason, decision.why
+            )
+            return
+        self.metrics.not_aborted.labels(reason=decision.reason).inc()
+        log.info("not aborting %s (%s): %s", ref, decision.reason, decision.message)
+
     def _forget(self, live_uids: set[str], now: float) -> None:
         for uid in list(self.samples):
             if uid not in live_uids:
                 del self.samples[uid]
+        self.held &= live_uids
         for uid in list(self._tracked):
             if uid not in live_uids:
                 del self._tracked[uid]
@@ -325,6 +369,7 @@ class Enforcer:
         synced = bool(self.synced())
         ready = synced and self.last_check is not None and self.alive()
         elector = self.elector
+        decisions = self.last_result.decisions if self.last_result else []
         return {
             "ready": ready,
             "informersSynced": synced,
@@ -341,9 +386,10 @@ class Enforcer:
                 "error": elector.last_error,
             },
             "progressSource": self.progress.to_dict(),
-            "migrationsWatched": sum(
-                1
-                for _, d in (self.last_result.decisions if self.last_result else [])
-                if d.action != IGNORE
-            ),
+            "migrationsWatched": sum(1 for _, d in decisions if d.action != IGNORE),
+            "held": {
+                _ref(vmim): {"reason": d.reason, "why": d.why, "overdue": d.held}
+                for vmim, d in decisions
+                if d.action == HOLD
+            },
         }
