@@ -2,10 +2,13 @@
 
 Why: KubeVirt retries what the webhook denies. Its workload updater asks again almost at once for
 as long as a VMI is outdated, and every retry is the same question (same VMI, same VMIM spec) on
-the same cluster. A Report depends only on the VMIM (its name and spec) and the ClusterState,
-whose `generation` grows whenever anything the rules read changes, so a Report computed at the
-current generation is the answer again: a repeat costs a dict lookup instead of a walk over every
-node. At most `size` Reports are kept (least recently used dropped), so its memory is bounded.
+the same cluster. A Report depends only on the VMIM's spec and the ClusterState, whose
+`generation` grows whenever anything the rules read changes, so a Report computed at the current
+generation is the answer again: a repeat costs a dict lookup instead of a walk over every node.
+Not the VMIM's name: kube-apiserver names each retry anew (generateName) before admission, and a
+VMIM being created is never in the cache, so its name changes nothing (a create reusing the name
+of a cached VMIM fails with AlreadyExists whatever the webhook says). At most `size` Reports are
+kept (least recently used dropped), so its memory is bounded.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ MemoKey = tuple[str, str, str]
 
 
 def memo_key(namespace: str, vmi_name: str, vmim: dict | None) -> MemoKey:
-    """What a Report depends on besides the state: the VMI, and the VMIM's name and spec."""
-    vmim = vmim or {}
-    meta = vmim.get("metadata") if isinstance(vmim.get("metadata"), dict) else {}
-    asked = {"name": meta.get("name"), "spec": vmim.get("spec")}
-    return namespace, vmi_name, json.dumps(asked, sort_keys=True, default=str)
+    """What a Report depends on besides the state: the VMI, and the VMIM's spec."""
+    spec = (vmim or {}).get("spec")
+    return namespace, vmi_name, json.dumps(spec, sort_keys=True, default=str)
 
 
 class ReportMemo:

@@ -22,19 +22,25 @@ from tests.harness.controlplane import ControlPlane
 
 
 class Figures:
-    """Thread-safe counters: inputs tried, requests served, faults injected, decisions wrong/lost."""
+    """Thread-safe counters (inputs tried, requests served, faults injected, decisions wrong/lost)
+    and measurements (the retry storm's rates and latencies, as text with their units)."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.measured: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def add(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.counts[key] += n
 
-    def as_dict(self) -> dict[str, int]:
+    def measure(self, key: str, value: str) -> None:
         with self._lock:
-            return dict(sorted(self.counts.items()))
+            self.measured[key] = value
+
+    def as_dict(self) -> dict[str, int | str]:
+        with self._lock:
+            return {**dict(sorted(self.counts.items())), **dict(sorted(self.measured.items()))}
 
 
 FIGURES = Figures()

@@ -3,8 +3,6 @@ and repeated decisions answered from the memo."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from tests.unit import rules_objects as o
@@ -198,11 +196,10 @@ def test_a_repeated_question_on_an_unchanged_cluster_reuses_the_report():
         return evaluate_migration(state, o.NS, "vm1", vmim=o.vmim())
 
     key = memo_key(o.NS, "vm1", o.vmim())
+    renamed = o.vmim("kubevirt-workload-update-x7k2p")  # each retry gets a name of its own
     first, reused = memo.report(key, state.generation, compute)
     assert not reused
-    again, reused = memo.report(
-        memo_key(o.NS, "vm1", copy.deepcopy(o.vmim())), state.generation, compute
-    )
+    again, reused = memo.report(memo_key(o.NS, "vm1", renamed), state.generation, compute)
     assert reused and again is first and len(computed) == 1
     # another target is another question
     other = memo_key(o.NS, "vm1", o.vmim(target="node-2"))
@@ -248,6 +245,7 @@ def test_the_webhook_answers_a_retry_from_the_memo_with_the_new_uid():
     client = app.test_client()
     update = vmim_with({WORKLOAD_UPDATE_ANNOTATION: ""})
     for uid in ("u-1", "u-2", "u-3"):
+        update["metadata"]["name"] = f"kubevirt-workload-update-{uid}"  # named by generateName
         body = review(update, CONTROLLER)
         body["request"]["uid"] = uid
         response = client.post("/validate", json=body).get_json()["response"]
