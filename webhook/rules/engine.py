@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.filters import pod_affinity
 from webhook.rules.harvester import resolve_networks
-from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
+from webhook.rules.kubevirt_limits import kubevirt_timeouts
+from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
 from webhook.rules.target_pod import TargetPod, render_target_pod
@@ -63,6 +65,27 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
         )
     notes += [f"{what} is not judged (Namespace labels are not cached)" for what in pa.unjudged]
     return notes
+
+
+def with_kubevirt_limits(
+    state: ClusterState, vmi: dict, timeouts: Timeouts, migration_uid: str | None = None
+) -> tuple[Timeouts, list[str]]:
+    """`timeouts` with KubeVirt's own limits for `vmi`, from the cached KubeVirt CR, policies and
+    namespace labels (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps
+    migration-guard's alone, with a note."""
+    namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
+    try:
+        out = kubevirt_timeouts(
+            vmi,
+            timeouts,
+            state.kubevirts(),
+            state.migration_policies(),
+            state.namespace_labels(namespace),
+            migration_uid,
+        )
+    except InputError as exc:
+        return timeouts, [f"KubeVirt's own migration limits are not known: {exc}"]
+    return out, []
 
 
 def evaluate_migration(
@@ -122,6 +145,7 @@ def evaluate_migration(
 
     vm = state.vm(namespace, vmi_name)
     timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
+    timeouts, kv_notes = with_kubevirt_limits(state, vmi, timeouts)
     return Report(
         vm=vm_ref,
         source_node=source,
@@ -129,5 +153,5 @@ def evaluate_migration(
         blockers=tuple(blockers),
         nodes=tuple(verdicts),
         timeouts=timeouts,
-        notes=tuple(_notes(pod, source, pa)),
+        notes=tuple(_notes(pod, source, pa) + kv_notes),
     )
