@@ -1,5 +1,6 @@
 """Targets, the report, timeouts and pod requests."""
 
+import dataclasses
 import json
 import re
 
