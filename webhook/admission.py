@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import InputError
-from webhook.rules.model import Problem, Report
+from webhook.rules.model import KUBEVIRT, Problem, Report, Timeouts
 
 REVIEW_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 VMIM_GROUP = "kubevirt.io"
@@ -179,11 +179,36 @@ def report_warnings(report: Report) -> list[str]:
             f"{t.completion_timeout_seconds}s ({t.data_gib} GiB of data) and make progress "
             f"at least every {t.progress_timeout_seconds}s, or the migration is aborted"
         )
+        if t.kubevirt is not None:
+            out.append(kubevirt_warning(report.vm, t))
     if report.target is None and len(report.eligible_nodes) == 1:
         out.append(
             f"migration-guard: only one node can receive VM {report.vm}: {report.eligible_nodes[0]}"
         )
     return out
+
+
+_SOURCES = {"default": "KubeVirt's default", "kubevirt": "KubeVirt CR", "migrationState": "the VMI"}
+
+
+def kubevirt_warning(vm: str, t: Timeouts) -> str:
+    """KubeVirt's own limits next to migration-guard's, and which fires first (fits 240 chars)."""
+    kv = t.kubevirt
+    assert kv is not None
+    source = f"MigrationPolicy {kv.policy}" if kv.source == "policy" else _SOURCES[kv.source]
+    completion = f"{kv.completion_timeout_seconds}s" if kv.completion_timeout_seconds else "none"
+    progress = f"{kv.progress_timeout_seconds}s" if kv.progress_timeout_seconds else "none"
+    first = [
+        f"KubeVirt's {what} limit fires first ({kv.completion_action if what == 'completion' else 'abort'})"
+        for what, who in (("completion", kv.completion_first), ("progress", kv.progress_first))
+        if who == KUBEVIRT
+    ]
+    tail = "; ".join(first) if first else "migration-guard's limits fire first"
+    return (
+        f"migration-guard: KubeVirt's limits for VM {vm}: completion {completion} "
+        f"({kv.completion_timeout_per_gib}s/GB x {kv.data_gb} GB, {source}), progress {progress}; "
+        f"{tail}"
+    )
 
 
 def respond(req: ReviewRequest, report: Report) -> dict:
