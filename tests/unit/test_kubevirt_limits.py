@@ -57,8 +57,8 @@ def vmi(memory="2Gi", labels=None, **kw):
     return out
 
 
-def limits(v, kubevirts=(), policies=(), ns_labels=None, uid=None, settings=TimeoutSettings()):
-    guard = compute_timeouts(v, settings)
+def limits(v, kubevirts=(), policies=(), ns_labels=None, uid=None):
+    guard = compute_timeouts(v, TimeoutSettings())
     return kubevirt_timeouts(v, guard, list(kubevirts), list(policies), ns_labels, uid)
 
 
