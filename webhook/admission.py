@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import InputError
-from webhook.rules.model import KUBEVIRT, Problem, Report, Timeouts
+from webhook.rules.model import KUBEVIRT, SAME, Problem, Report, Timeouts
 
 REVIEW_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 VMIM_GROUP = "kubevirt.io"
@@ -198,12 +198,13 @@ def kubevirt_warning(vm: str, t: Timeouts) -> str:
     source = f"MigrationPolicy {kv.policy}" if kv.source == "policy" else _SOURCES[kv.source]
     completion = f"{kv.completion_timeout_seconds}s" if kv.completion_timeout_seconds else "none"
     progress = f"{kv.progress_timeout_seconds}s" if kv.progress_timeout_seconds else "none"
-    first = [
-        f"KubeVirt's {what} limit fires first ({kv.completion_action if what == 'completion' else 'abort'})"
-        for what, who in (("completion", kv.completion_first), ("progress", kv.progress_first))
-        if who == KUBEVIRT
+    actions = {"completion": kv.completion_action, "progress": "abort"}
+    firsts = (("completion", kv.completion_first), ("progress", kv.progress_first))
+    parts = [
+        f"KubeVirt's {w} limit fires first ({actions[w]})" for w, who in firsts if who == KUBEVIRT
     ]
-    tail = "; ".join(first) if first else "migration-guard's limits fire first"
+    parts += [f"both {w} limits fire together" for w, who in firsts if who == SAME]
+    tail = "; ".join(parts) if parts else "migration-guard's limits fire first"
     return (
         f"migration-guard: KubeVirt's limits for VM {vm}: completion {completion} "
         f"({kv.completion_timeout_per_gib}s/GB x {kv.data_gb} GB, {source}), progress {progress}; "
