@@ -118,7 +118,8 @@ def test_kubevirt_limits_shown_from_cr_policy_and_migration_state(
                 response = extension.migration(admin, ns, "limited")
                 migration = response.json().get("migration") if response.ok else None
                 kv = (migration or {}).get("kubevirt") or {}
-                return kv.get("source") == source and migration
+                started = (migration or {}).get("startTimestamp")
+                return kv.get("source") == source and started and migration
 
             migration = wait_for(lambda: shown("migrationState"), 30, "migrationState shown")
             kv = migration["kubevirt"]
