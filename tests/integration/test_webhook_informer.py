@@ -84,7 +84,11 @@ def test_cluster_cache_syncs_every_kind(controlplane: ControlPlane):
             "VirtualMachineInstanceMigration",
             "VirtualMachine",
             "NetworkAttachmentDefinition",
+            "KubeVirt",
+            "MigrationPolicy",
+            "Namespace",
         }
+        assert cache.status()["MigrationPolicy"]["served"] is True  # the CRD is installed here
         assert cache.age_seconds() < 5
     finally:
         cache.stop()
