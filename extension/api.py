@@ -20,11 +20,11 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from extension import actions
 from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, AuthError, User
 from extension.openapi import build_spec
-from extension.status import migration_status
+from extension.status import migration_status, subject_uid
 from webhook.errors import InputError
 from webhook.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.progress import PrometheusSource
-from webhook.rules.engine import evaluate_migration
+from webhook.rules.engine import evaluate_migration, with_kubevirt_limits
 from webhook.rules.model import Report, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
 from webhook.state import ClusterState
@@ -205,6 +205,11 @@ class _Views:
         if vmi is not None:
             try:
                 timeouts = compute_timeouts(vmi, self.ctx.timeout_settings, vm)
+                timeouts, notes = with_kubevirt_limits(
+                    self.ctx.cache.state, vmi, timeouts, subject_uid(vmims, vmi)
+                )
+                for note in notes:
+                    log.warning("VM %s/%s: %s", namespace, name, note)
             except InputError as exc:
                 log.warning("timeouts of VM %s/%s: %s", namespace, name, exc)
         remaining = None

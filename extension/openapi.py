@@ -105,6 +105,16 @@ _SCHEMAS: dict[str, Any] = {
             "dataGiB": {"type": "integer"},
             "completionTimeoutSeconds": {"type": "integer"},
             "progressTimeoutSeconds": {"type": "integer"},
+            "kubevirt": {
+                "type": "object",
+                "description": "KubeVirt's own limits (its launcher aborts by them): completion "
+                "per decimal GB, progress, allowPostCopy/allowWorkloadDisruption, and their source "
+                "(default, kubevirt, policy, migrationState).",
+            },
+            "firesFirst": {
+                "type": "object",
+                "description": "per limit (completion, progress): migration-guard, kubevirt or same",
+            },
         },
     },
     "Report": {

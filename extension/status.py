@@ -147,6 +147,14 @@ def _why(phase: str | None, state: dict, abort: dict | None, conditions: list[di
     return "; ".join(parts) or None
 
 
+def subject_uid(vmims: list[dict], vmi: dict | None) -> str | None:
+    """The UID of the migration `migration_status` describes (KubeVirt's limits are its own)."""
+    vmim = current_or_last(vmims)
+    if vmim is not None:
+        return _str(_map(vmim.get("metadata")).get("uid"))
+    return _str(_state_for(None, vmi).get("migrationUid"))
+
+
 def migration_status(
     vmims: list[dict],
     vmi: dict | None,
@@ -157,7 +165,8 @@ def migration_status(
 ) -> dict | None:
     """The current or last migration of a VM, or None when it never migrated.
 
-    `vmims` are the VMIMs of the VM's VMI; `timeouts` from `compute_timeouts`; `now` aware UTC.
+    `vmims` are the VMIMs of the VM's VMI; `timeouts` from `compute_timeouts`, with KubeVirt's
+    limits for this migration (`engine.with_kubevirt_limits`) when known; `now` aware UTC.
     """
     vmim = current_or_last(vmims)
     state = _state_for(vmim, vmi)
@@ -179,6 +188,10 @@ def migration_status(
     deadline = None
     if start is not None and completion is not None:
         deadline = start + timedelta(seconds=completion)
+    kv = timeouts.kubevirt if timeouts else None
+    kv_deadline = None
+    if start is not None and kv is not None and kv.completion_timeout_seconds:
+        kv_deadline = start + timedelta(seconds=kv.completion_timeout_seconds)
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
     annotations = _map(meta.get("annotations"))
     return {
@@ -194,6 +207,12 @@ def migration_status(
         "completionDeadline": format_time(deadline),
         "completionTimeoutSeconds": completion,
         "progressTimeoutSeconds": timeouts.progress_timeout_seconds if timeouts else None,
+        # KubeVirt's own limits (its launcher aborts by them) and who acts first
+        "kubevirt": kv.to_dict() if kv else None,
+        "kubevirtCompletionDeadline": format_time(kv_deadline),
+        "firesFirst": (
+            {"completion": kv.completion_first, "progress": kv.progress_first} if kv else None
+        ),
         "dataRemainingBytes": _data_remaining(vmim, state, data_remaining_bytes),
         "requestedBy": _str(annotations.get(REQUESTED_BY_ANNOTATION)),
         "failureReason": _str(state.get("failureReason")),

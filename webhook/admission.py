@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import InputError
-from webhook.rules.model import Problem, Report
+from webhook.rules.model import KUBEVIRT, SAME, Problem, Report, Timeouts
 
 REVIEW_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 VMIM_GROUP = "kubevirt.io"
@@ -182,11 +182,37 @@ def report_warnings(report: Report) -> list[str]:
             f"{t.completion_timeout_seconds}s ({t.data_gib} GiB of data) and make progress "
             f"at least every {t.progress_timeout_seconds}s, or the migration is aborted"
         )
+        if t.kubevirt is not None:
+            out.append(kubevirt_warning(report.vm, t))
     if report.target is None and len(report.eligible_nodes) == 1:
         out.append(
             f"migration-guard: only one node can receive VM {report.vm}: {report.eligible_nodes[0]}"
         )
     return out
+
+
+_SOURCES = {"default": "KubeVirt's default", "kubevirt": "KubeVirt CR", "migrationState": "the VMI"}
+
+
+def kubevirt_warning(vm: str, t: Timeouts) -> str:
+    """KubeVirt's own limits next to migration-guard's, and which fires first (fits 240 chars)."""
+    kv = t.kubevirt
+    assert kv is not None
+    source = f"MigrationPolicy {kv.policy}" if kv.source == "policy" else _SOURCES[kv.source]
+    completion = f"{kv.completion_timeout_seconds}s" if kv.completion_timeout_seconds else "none"
+    progress = f"{kv.progress_timeout_seconds}s" if kv.progress_timeout_seconds else "none"
+    actions = {"completion": kv.completion_action, "progress": "abort"}
+    firsts = (("completion", kv.completion_first), ("progress", kv.progress_first))
+    parts = [
+        f"KubeVirt's {w} limit fires first ({actions[w]})" for w, who in firsts if who == KUBEVIRT
+    ]
+    parts += [f"both {w} limits fire together" for w, who in firsts if who == SAME]
+    tail = "; ".join(parts) if parts else "migration-guard's limits fire first"
+    return (
+        f"migration-guard: KubeVirt's limits for VM {vm}: completion {completion} "
+        f"({kv.completion_timeout_per_gib}s/GB x {kv.data_gb} GB, {source}), progress {progress}; "
+        f"{tail}"
+    )
 
 
 def respond(req: ReviewRequest, report: Report, warn_only: str | None = None) -> dict:

@@ -25,7 +25,8 @@ NON_TERMINATED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 class ClusterCache:
-    """Watch-fed ClusterState of Nodes, Pods, VMs, VMIs, VMIMs and NADs."""
+    """Watch-fed ClusterState of Nodes, Pods, VMs, VMIs, VMIMs, NADs, and of KubeVirt CRs,
+    MigrationPolicies (optional: a cluster without the CRD has none) and Namespaces."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class ClusterCache:
                 api_version=r.api_version,
                 field_selector=NON_TERMINATED_PODS if r.kind == POD else None,
                 watch_timeout_seconds=watch_timeout_seconds,
+                optional=r.optional,
             )
             for r in RESOURCES.values()
         ]
@@ -88,6 +90,8 @@ class ClusterCache:
                 "lists": i.lists,
                 "errors": i.errors,
             }
+            if i.optional:
+                out[i.kind]["served"] = not i.missing
         return out
 
     def get_vmi_or_fetch(self, namespace: str, name: str) -> dict | None:

@@ -1,7 +1,8 @@
 """`migration-guard`: the `check` command, and the entry point of the three servers.
 
 `check` runs the same rule engine as the webhook on cluster state read from YAML/JSON files (or a
-live cluster with --kubeconfig) and exits 0 when the migration is allowed, 1 when it is denied,
+live cluster with --kubeconfig; KubeVirt CRs, MigrationPolicies and Namespaces in the state give
+KubeVirt's own limits, else KubeVirt's defaults are shown) and exits 0 when the migration is allowed, 1 when it is denied,
 2 on bad input (one line naming the file and the problem). `webhook`, `extension` and `enforcer`
 are imported only when asked for, so `check` needs none of the server dependencies.
 """
@@ -22,6 +23,7 @@ from webhook.errors import InputError
 from webhook.resources import RESOURCES
 from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules import access as a
+from webhook.rules.model import GUARD, KUBEVIRT, SAME, Timeouts
 from webhook.state import ClusterState
 
 DELEGATES = {
@@ -178,7 +180,39 @@ def format_text(report: Report) -> str:
             f"Timeouts: {t.data_gib} GiB to copy; completion timeout "
             f"{t.completion_timeout_seconds} s, progress timeout {t.progress_timeout_seconds} s",
         ]
+        if t.kubevirt is not None:
+            lines += _kubevirt_lines(t)
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: int) -> str:
+    return f"{value} s" if value else "none"
+
+
+def _kubevirt_lines(t: Timeouts) -> list[str]:
+    """KubeVirt's own limits, where they come from, and who acts first on each."""
+    kv = t.kubevirt
+    assert kv is not None
+    source = {
+        "default": "KubeVirt's defaults (no KubeVirt CR sets them)",
+        "kubevirt": f"KubeVirt CR {kv.kubevirt}",
+        "policy": f"MigrationPolicy {kv.policy} over KubeVirt CR {kv.kubevirt or '(defaults)'}",
+        "migrationState": "the VMI's status.migrationState.migrationConfiguration"
+        + (f" (MigrationPolicy {kv.policy})" if kv.policy else ""),
+    }[kv.source]
+    first = {GUARD: "migration-guard", KUBEVIRT: "KubeVirt", SAME: "both at once"}
+    lines = [
+        f"KubeVirt: {kv.data_gb} GB counted; completion timeout "
+        f"{_seconds(kv.completion_timeout_seconds)} ({kv.completion_timeout_per_gib} s per GB, "
+        f"then {kv.completion_action}), progress timeout {_seconds(kv.progress_timeout_seconds)}; "
+        f"allowPostCopy {str(kv.allow_post_copy).lower()}, allowWorkloadDisruption "
+        f"{str(kv.allow_workload_disruption).lower()}",
+        f"  from {source}",
+        f"Fires first: completion: {first[kv.completion_first]}; "
+        f"progress: {first[kv.progress_first]}",
+    ]
+    lines += [f"Note: {note}" for note in kv.notes]
+    return lines
 
 
 # ---- commands ----------------------------------------------------------------------------------

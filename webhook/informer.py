@@ -77,6 +77,8 @@ class Informer:
         page_size: int = 500,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
+        optional: bool = False,
+        missing_recheck_seconds: float = 30.0,
     ) -> None:
         self.state = state
         self.kind = kind
@@ -91,6 +93,11 @@ class Informer:
         self.watch_timeout_seconds = watch_timeout_seconds
         self.page_size = page_size
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        # optional: a 404 on list (the CRD is not installed) means no objects; listed again every
+        # missing_recheck_seconds, so the kind is found once its CRD appears.
+        self.optional = optional
+        self.missing = False
+        self.missing_recheck_seconds = missing_recheck_seconds
         self.synced = False
         self.last_sync: float | None = None
         self.resource_version: str | None = None
@@ -140,6 +147,11 @@ class Informer:
                 if need_list:
                     self._list()
                     need_list = False
+                if self.missing:
+                    if self._stop.wait(self.missing_recheck_seconds):
+                        break
+                    need_list = True
+                    continue
                 self._watch()
                 delay = self.backoff_initial
             except _Relist as why:
@@ -171,6 +183,9 @@ class Informer:
                 if e.status == 410 and token:  # the continue token expired: start over
                     items, token = [], None
                     continue
+                if e.status == 404 and self.optional and not token:
+                    self._listed_missing()
+                    return
                 raise
             body = json.loads(resp.data)
             api_version = self.api_version or body.get("apiVersion")
@@ -189,6 +204,9 @@ class Informer:
             if not token:
                 self.resource_version = meta.get("resourceVersion")
                 break
+        if self.missing:
+            log.info("%s: the resource is served now", self.kind)
+            self.missing = False
         # Items slimmed above are stored as they are (slim returns a slimmed object unchanged).
         try:
             self.state.replace_all(self.kind, items)
@@ -200,6 +218,17 @@ class Informer:
         self.last_sync = time.monotonic()
         self.synced = True
         log.debug("%s: listed %d objects at %s", self.kind, len(items), self.resource_version)
+
+    def _listed_missing(self) -> None:
+        """An optional kind the API server does not serve: there are none (proof of currency)."""
+        if not self.missing:
+            log.warning("%s: not served by the API server (CRD not installed): none", self.kind)
+        self.missing = True
+        self.state.replace_all(self.kind, [])
+        self.resource_version = None
+        self.lists += 1
+        self.last_sync = time.monotonic()
+        self.synced = True
 
     def _slimmed(self, obj: dict) -> dict | None:
         """`slim(obj)`, which the state stores as is; None (logged) when `obj` is malformed."""

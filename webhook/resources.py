@@ -11,7 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.state import NAD, NODE, POD, VM, VMI, VMIM
+from webhook.state import (
+    KUBEVIRT,
+    MIGRATION_POLICY,
+    NAD,
+    NAMESPACE,
+    NODE,
+    POD,
+    VM,
+    VMI,
+    VMIM,
+)
 
 ListFn = Callable[..., Any]
 
@@ -25,6 +35,8 @@ class Resource:
     namespaced: bool = True
     # KubeVirt's VMI CRD has no status subresource: its status is written with the object.
     status_subresource: bool = True
+    # A cluster may lack the CRD (404 on list): then there are none, and readiness says so.
+    optional: bool = False
 
     @property
     def api_version(self) -> str:
@@ -79,5 +91,16 @@ RESOURCES: dict[str, Resource] = {
         Resource(VMIM, "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
         Resource(VM, "kubevirt.io", "v1", "virtualmachines"),
         Resource(NAD, "k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
+        # KubeVirt's own migration limits: its CR, MigrationPolicies, namespace labels they select
+        Resource(KUBEVIRT, "kubevirt.io", "v1", "kubevirts"),
+        Resource(
+            MIGRATION_POLICY,
+            "migrations.kubevirt.io",
+            "v1alpha1",
+            "migrationpolicies",
+            namespaced=False,
+            optional=True,
+        ),
+        Resource(NAMESPACE, "", "v1", "namespaces", namespaced=False),
     )
 }

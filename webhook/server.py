@@ -207,12 +207,15 @@ def create_app(
     @app.get("/readyz")
     def readyz() -> Any:
         age = cache.age_seconds()
+        informers = cache.status()
         detail = {
             "ready": cache.synced,
             "cacheSynced": cache.synced,
             "cacheAgeSeconds": None if math.isinf(age) else round(age, 3),
             "cacheStale": cache_distrust(cache, settings),
-            "informers": cache.status(),
+            "informers": informers,
+            # optional kinds whose CRD is not installed: none of them, and still ready
+            "notServed": sorted(k for k, v in informers.items() if v.get("served") is False),
         }
         return jsonify(detail), 200 if cache.synced else 503
 

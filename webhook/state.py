@@ -33,7 +33,12 @@ VM = "VirtualMachine"
 VMIM = "VirtualMachineInstanceMigration"
 NAD = "NetworkAttachmentDefinition"
 POD = "Pod"
-KINDS = (NODE, VMI, VM, VMIM, NAD, POD)
+KUBEVIRT = "KubeVirt"
+MIGRATION_POLICY = "MigrationPolicy"
+NAMESPACE = "Namespace"
+KINDS = (NODE, VMI, VM, VMIM, NAD, POD, KUBEVIRT, MIGRATION_POLICY, NAMESPACE)
+# Stored without a namespace (a MigrationPolicy is cluster-scoped, as Nodes and Namespaces are).
+CLUSTER_SCOPED = frozenset({NODE, MIGRATION_POLICY, NAMESPACE})
 LAUNCHER_LABEL = "kubevirt.io"
 LAUNCHER_VALUE = "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
@@ -98,9 +103,9 @@ def slim(obj: dict) -> Slim:
     ns = meta.get("namespace")
     if ns is not None and not isinstance(ns, str):
         raise InputError(f"{ctx}: metadata.namespace must be a string")
-    if kind != NODE and not ns:
+    if kind not in CLUSTER_SCOPED and not ns:
         meta["namespace"] = "default"
-    if kind == NODE:
+    if kind in CLUSTER_SCOPED:
         meta.pop("namespace", None)
     meta.pop("managedFields", None)
     if kind == VMI:  # nothing reads who owns a VMI or what holds its deletion
@@ -116,6 +121,11 @@ def slim(obj: dict) -> Slim:
         }
     if kind == POD:
         return _compact_top(_slim_pod(obj, meta, ctx))
+    if kind == NAMESPACE:  # policies select namespaces by label: nothing else is read
+        kept = {k: meta[k] for k in ("name", "labels") if k in meta}
+        return _compact_top({"apiVersion": "v1", "kind": NAMESPACE, "metadata": kept})
+    if kind == KUBEVIRT:
+        return _compact_top(_slim_kubevirt(obj, meta))
     out = dict(obj)
     out["metadata"] = meta
     status = out.get("status")
@@ -192,6 +202,20 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
     }
 
 
+def _slim_kubevirt(kv: dict, meta: dict) -> dict:
+    """What KubeVirt's migration limits read of its CR: the migrations configuration, the phase."""
+    spec = kv.get("spec") if isinstance(kv.get("spec"), dict) else {}
+    configuration = spec.get("configuration") if isinstance(spec.get("configuration"), dict) else {}
+    status = kv.get("status") if isinstance(kv.get("status"), dict) else {}
+    kept = {k: meta[k] for k in ("name", "namespace", "deletionTimestamp") if k in meta}
+    out: dict = {"apiVersion": kv.get("apiVersion"), "kind": KUBEVIRT, "metadata": kept}
+    if "migrations" in configuration:
+        out["spec"] = {"configuration": {"migrations": copy.deepcopy(configuration["migrations"])}}
+    if "phase" in status:
+        out["status"] = {"phase": status["phase"]}
+    return out
+
+
 def freeze_cached() -> None:
     """Take every object alive now out of the cyclic garbage collector's generations.
 
@@ -256,7 +280,8 @@ AntiEntry = tuple[PodRef, Term]
 
 
 class ClusterState:
-    """Thread-safe store of Nodes, VMIs, VMs, VMIMs, NADs and Pods, with the indexes rules need."""
+    """Thread-safe store of Nodes, VMIs, VMs, VMIMs, NADs, Pods and what KubeVirt's own migration
+    limits read (KubeVirt CRs, MigrationPolicies, Namespace labels), with the indexes rules need."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -291,7 +316,7 @@ class ClusterState:
         """Forget one object (no error if it is unknown)."""
         if kind not in KINDS:
             return
-        key = ("" if kind == NODE else (namespace or "default"), name)
+        key = ("" if kind in CLUSTER_SCOPED else (namespace or "default"), name)
         with self._lock:
             if key in self._objs[kind]:
                 self.generation += 1
@@ -544,6 +569,23 @@ class ClusterState:
                 for entries in self._anti.get(key, {}).values():
                     out += entries
             return out
+
+    def kubevirts(self) -> list[dict]:
+        """The KubeVirt CRs (KubeVirt reads the deployed one's migration configuration)."""
+        with self._lock:
+            return list(self._objs[KUBEVIRT].values())
+
+    def migration_policies(self) -> list[dict]:
+        with self._lock:
+            return list(self._objs[MIGRATION_POLICY].values())
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of a cached Namespace (MigrationPolicy namespaceSelector); None if unknown."""
+        ns = self._get(NAMESPACE, "", name)
+        if ns is None:
+            return None
+        labels = ns["metadata"].get("labels")
+        return labels if isinstance(labels, dict) else {}
 
     def count(self, kind: str) -> int:
         with self._lock:

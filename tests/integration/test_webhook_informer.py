@@ -84,7 +84,40 @@ def test_cluster_cache_syncs_every_kind(controlplane: ControlPlane):
             "VirtualMachineInstanceMigration",
             "VirtualMachine",
             "NetworkAttachmentDefinition",
+            "KubeVirt",
+            "MigrationPolicy",
+            "Namespace",
         }
+        assert cache.status()["MigrationPolicy"]["served"] is True  # the CRD is installed here
         assert cache.age_seconds() < 5
     finally:
         cache.stop()
+
+
+def test_optional_kind_without_its_crd_is_synced_and_empty(controlplane: ControlPlane):
+    """A cluster without the MigrationPolicy CRD still gets a ready cache (404 = none)."""
+    api = controlplane.api_client()
+    state = ClusterState()
+    state.apply({"kind": "MigrationPolicy", "metadata": {"name": "stale"}, "spec": {}})
+    list_fn = k8s.CustomObjectsApi(api).list_cluster_custom_object
+    missing = Informer(
+        state,
+        "MigrationPolicy",
+        lambda **kw: list_fn("nope.migration-guard.io", "v1", "migrationpolicies", **kw),
+        optional=True,
+        missing_recheck_seconds=0.2,
+    ).start()
+    required = Informer(
+        ClusterState(),
+        "MigrationPolicy",
+        lambda **kw: list_fn("nope.migration-guard.io", "v1", "migrationpolicies", **kw),
+        backoff_initial=0.05,
+    ).start()
+    try:
+        assert wait(lambda: missing.synced and missing.lists >= 3)
+        assert missing.missing and state.migration_policies() == []
+        assert missing.age_seconds() < 1.0 and missing.errors == 0
+        assert wait(lambda: required.errors >= 1) and not required.synced
+    finally:
+        missing.stop()
+        required.stop()

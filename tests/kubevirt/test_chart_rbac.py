@@ -307,6 +307,9 @@ def test_the_servers_made_every_kind_of_call(recorded: Recorded):
     seen = {(r.verb, r.resource) for r in recorded.requests}
     for expected in [
         ("watch", "nodes"),
+        ("watch", "namespaces"),
+        ("watch", "kubevirts"),
+        ("watch", "migrationpolicies"),
         ("get", "virtualmachineinstances"),
         ("create", "tokenreviews"),
         ("create", "subjectaccessreviews"),

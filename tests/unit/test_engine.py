@@ -1,5 +1,6 @@
 """Targets, the report, timeouts and pod requests."""
 
+import dataclasses
 import json
 import re
 
@@ -91,12 +92,17 @@ def test_nodes_sorted_and_report_json_matches_design():
         "reasons": [{"code": "SourceNode", "message": d["nodes"][0]["reasons"][0]["message"]}],
     }
     assert d["eligibleNodes"] == ["node-2", "node-3"]
+    kubevirt = d["timeouts"].pop("kubevirt")
     assert d["timeouts"] == {
         "dataBytes": 8 * GIB,
         "dataGiB": 8,
         "completionTimeoutSeconds": 6400,
         "progressTimeoutSeconds": 150,
+        # no KubeVirt CR in the state: KubeVirt's defaults, 150 s per GB of 8.59 GB -> 9 GB
+        "firesFirst": {"completion": "kubevirt", "progress": "same"},
     }
+    assert kubevirt["source"] == "default" and kubevirt["dataGB"] == 9
+    assert kubevirt["completionTimeoutSeconds"] == 1350
 
 
 def test_settings_flow_into_the_report():
@@ -166,7 +172,7 @@ def test_override_annotations_vmi_wins_over_vm():
     assert t.completion_timeout_seconds == 400 and t.progress_timeout_seconds == 60
     s = ClusterState.from_objects(o.cluster(vm))
     s.apply(vmi)
-    assert evaluate_migration(s, "default", "vm1").timeouts == t
+    assert dataclasses.replace(evaluate_migration(s, "default", "vm1").timeouts, kubevirt=None) == t
 
 
 @pytest.mark.parametrize("bad", ["abc", "-5", "0", "1.5", ""])

@@ -60,6 +60,14 @@ class EnforcerMetrics:
             "1 when the VMIM, VMI and VM caches are synced (nothing is aborted otherwise).",
             registry=self.registry,
         )
+        self.kubevirt_limit_shorter = Gauge(
+            PREFIX + "kubevirt_limit_shorter",
+            "1 when KubeVirt's own limit (source=kubevirt: the KubeVirt CR or its default; "
+            "source=policy: any MigrationPolicy) is shorter than migration-guard's, so KubeVirt "
+            "aborts first and the enforcer's timeout of that kind cannot act.",
+            ["limit", "source"],
+            registry=self.registry,
+        )
         self.seconds_to_deadline.set(float("nan"))
         for reason in (REASON_TIMED_OUT, REASON_STALLED):
             for dry in ("true", "false"):

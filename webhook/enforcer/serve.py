@@ -1,7 +1,8 @@
 """`migration-guard enforcer`: wire settings, informers, progress source, Lease and HTTP endpoints.
 
-Threads: one informer per kind (VMIM, VMI, VM) into a ClusterState, the Lease elector, the check
-loop, and a small HTTP server for /metrics, /healthz and /readyz. SIGTERM/SIGINT stop them all and
+Threads: one informer per kind (VMIM, VMI, VM; and, cluster-wide, KubeVirt CRs and
+MigrationPolicies for KubeVirt's own limits) into a ClusterState, the Lease elector, the check
+loop, the KubeVirt limits check, and a small HTTP server for /metrics, /healthz and /readyz. SIGTERM/SIGINT stop them all and
 hand the Lease back so a standby takes over at once.
 """
 
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from webhook.enforcer.kubevirt_check import KubeVirtLimitsCheck
 from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.runner import Enforcer
@@ -26,11 +28,13 @@ from webhook.errors import InputError
 from webhook.informer import Informer
 from webhook.progress import ProgressSource, PrometheusSource, ScrapeSource
 from webhook.resources import RESOURCES
-from webhook.state import VM, VMI, VMIM, ClusterState
+from webhook.state import KUBEVIRT, MIGRATION_POLICY, VM, VMI, VMIM, ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
 
 WATCHED = (VMIM, VMI, VM)
+# Cluster-wide whatever --watch-namespace says: KubeVirt's limits for every migration.
+WATCHED_CLUSTER = (KUBEVIRT, MIGRATION_POLICY)
 
 
 def make_source(settings: EnforcerSettings) -> ProgressSource | None:
@@ -59,17 +63,19 @@ def api_client(kubeconfig: str | None) -> k8s.ApiClient:
 def start_informers(
     api: k8s.ApiClient, state: ClusterState, namespace: str | None
 ) -> list[Informer]:
-    """One informer per kind; `namespace` limits all three to one namespace."""
+    """One informer per kind; `namespace` limits VMIMs, VMIs and VMs to one namespace."""
     informers = []
-    for kind in WATCHED:
+    for kind in WATCHED + WATCHED_CLUSTER:
         r = RESOURCES[kind]
-        list_fn = r.list_fn(api, namespace)
-        informers.append(Informer(state, kind, list_fn, api_version=r.api_version).start())
+        list_fn = r.list_fn(api, namespace if kind in WATCHED else None)
+        informer = Informer(state, kind, list_fn, api_version=r.api_version, optional=r.optional)
+        informers.append(informer.start())
     return informers
 
 
 class _Handler(BaseHTTPRequestHandler):
     enforcer: Enforcer
+    limits: KubeVirtLimitsCheck | None = None
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)
@@ -91,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200 if alive else 503, {"alive": alive, "lastCheck": enforcer.last_check})
         elif path == "/readyz":
             status = enforcer.status()
+            if self.limits is not None:
+                status["kubevirtLimits"] = self.limits.status()
             self._json(200 if status["ready"] else 503, status)
         else:
             self._json(404, {"error": f"no such path {path!r}; try /metrics, /healthz, /readyz"})
@@ -99,9 +107,11 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http: " + format, *args)
 
 
-def serve_http(enforcer: Enforcer, bind: str) -> ThreadingHTTPServer:
+def serve_http(
+    enforcer: Enforcer, bind: str, limits: KubeVirtLimitsCheck | None = None
+) -> ThreadingHTTPServer:
     host, _, port = bind.rpartition(":")
-    handler = type("Handler", (_Handler,), {"enforcer": enforcer})
+    handler = type("Handler", (_Handler,), {"enforcer": enforcer, "limits": limits})
     server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="enforcer-http", daemon=True).start()
@@ -144,8 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elector=elector,
         metrics=EnforcerMetrics(),
     )
+    policies = next(i for i in informers if i.kind == MIGRATION_POLICY)
+    limits = KubeVirtLimitsCheck(
+        settings.timeout_settings(),
+        state,
+        enforcer.metrics,
+        synced=lambda: all(i.synced for i in informers),
+        policies_served=lambda: not policies.missing,
+    )
     try:
-        server = serve_http(enforcer, settings.bind)
+        server = serve_http(enforcer, settings.bind, limits)
     except OSError as err:
         print(f"migration-guard enforcer: cannot listen on {settings.bind}: {err}", file=sys.stderr)
         for informer in informers:
@@ -175,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     loop = threading.Thread(target=enforcer.run, args=(stop,), name="check-loop", daemon=True)
     loop.start()
+    threading.Thread(
+        target=limits.run,
+        args=(stop, max(1.0, settings.check_interval_seconds)),
+        name="kubevirt-limits",
+        daemon=True,
+    ).start()
     while not stop.wait(0.5):
         pass
     loop.join(5.0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.decentralized import NOTES as DECENTRALIZED_NOTES
 from webhook.rules.decentralized import decentralized_side
 from webhook.rules.filters import pod_affinity
 from webhook.rules.harvester import resolve_networks
-from webhook.rules.model import NodeVerdict, Report, TimeoutSettings
+from webhook.rules.kubevirt_limits import kubevirt_timeouts
+from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
 from webhook.rules.target_pod import TargetPod, render_target_pod
@@ -67,6 +69,27 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
     return notes
 
 
+def with_kubevirt_limits(
+    state: ClusterState, vmi: dict, timeouts: Timeouts, migration_uid: str | None = None
+) -> tuple[Timeouts, list[str]]:
+    """`timeouts` with KubeVirt's own limits for `vmi`, from the cached KubeVirt CR, policies and
+    namespace labels (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps
+    migration-guard's alone, with a note."""
+    namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
+    try:
+        out = kubevirt_timeouts(
+            vmi,
+            timeouts,
+            state.kubevirts(),
+            state.migration_policies(),
+            state.namespace_labels(namespace),
+            migration_uid,
+        )
+    except InputError as exc:
+        return timeouts, [f"KubeVirt's own migration limits are not known: {exc}"]
+    return out, []
+
+
 def evaluate_migration(
     state: ClusterState,
     namespace: str,
@@ -104,6 +127,7 @@ def evaluate_migration(
     source = a.get(vmi, "status.nodeName", str, ctx)
     vm = state.vm(namespace, vmi_name)
     timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
+    timeouts, kv_notes = with_kubevirt_limits(state, vmi, timeouts)
     if side is not None:
         return Report(
             vm_ref,
@@ -113,7 +137,7 @@ def evaluate_migration(
             (),
             timeouts,
             nodes_evaluated=False,
-            notes=(DECENTRALIZED_NOTES[side],),
+            notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
     launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
     pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source), launcher_requests)
@@ -144,5 +168,5 @@ def evaluate_migration(
         blockers=tuple(blockers),
         nodes=tuple(verdicts),
         timeouts=timeouts,
-        notes=tuple(_notes(pod, source, pa)),
+        notes=tuple(_notes(pod, source, pa) + kv_notes),
     )

@@ -55,22 +55,82 @@ class TimeoutSettings:
     progress_timeout_seconds: int = 150
 
 
+# Who acts first on a limit (webhook.rules.kubevirt_limits.first_to_fire).
+GUARD, KUBEVIRT, SAME = "migration-guard", "kubevirt", "same"
+
+
+@dataclass(frozen=True)
+class KubeVirtTimeouts:
+    """KubeVirt's own limits for one VM's migration, and where they come from.
+
+    KubeVirt's launcher counts `completionTimeoutPerGiB` per decimal GB (10^9 bytes, rounded up),
+    despite the name; 0 means no limit. `source` is "default", "kubevirt" (the KubeVirt CR),
+    "policy" (a MigrationPolicy changed the cluster value) or "migrationState" (what virt-controller
+    wrote into the VMI for the migration in flight: what KubeVirt applies).
+    """
+
+    data_bytes: int
+    data_gb: int
+    completion_timeout_per_gib: int
+    completion_timeout_seconds: int
+    progress_timeout_seconds: int
+    allow_post_copy: bool
+    allow_workload_disruption: bool
+    source: str
+    kubevirt: str | None = None  # "namespace/name" of the KubeVirt CR read
+    policy: str | None = None  # the MigrationPolicy that changed the configuration
+    completion_first: str = GUARD  # GUARD, KUBEVIRT or SAME
+    progress_first: str = GUARD
+    notes: tuple[str, ...] = ()
+
+    @property
+    def completion_action(self) -> str:
+        """What KubeVirt does at its completion limit (live-migration-source.go,
+        processInflightMigration): abort, or with allowWorkloadDisruption switch to post-copy
+        (allowPostCopy) or pause the guest (and abort at twice the limit)."""
+        if not self.allow_workload_disruption:
+            return "abort"
+        return "post-copy" if self.allow_post_copy else "pause"
+
+    def to_dict(self) -> dict:
+        return {
+            "dataBytes": self.data_bytes,
+            "dataGB": self.data_gb,
+            "completionTimeoutPerGiB": self.completion_timeout_per_gib,
+            "completionTimeoutSeconds": self.completion_timeout_seconds,
+            "progressTimeoutSeconds": self.progress_timeout_seconds,
+            "allowPostCopy": self.allow_post_copy,
+            "allowWorkloadDisruption": self.allow_workload_disruption,
+            "completionAction": self.completion_action,
+            "source": self.source,
+            "kubevirt": self.kubevirt,
+            "migrationPolicy": self.policy,
+            "notes": list(self.notes),
+        }
+
+
 @dataclass(frozen=True)
 class Timeouts:
-    """The deadlines that apply to one VM's migration."""
+    """The deadlines that apply to one VM's migration: migration-guard's, and KubeVirt's own."""
 
     data_bytes: int
     data_gib: int
     completion_timeout_seconds: int
     progress_timeout_seconds: int
+    kubevirt: KubeVirtTimeouts | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out: dict = {
             "dataBytes": self.data_bytes,
             "dataGiB": self.data_gib,
             "completionTimeoutSeconds": self.completion_timeout_seconds,
             "progressTimeoutSeconds": self.progress_timeout_seconds,
         }
+        kv = self.kubevirt
+        if kv is not None:
+            out["kubevirt"] = kv.to_dict()
+            out["firesFirst"] = {"completion": kv.completion_first, "progress": kv.progress_first}
+        return out
 
 
 @dataclass(frozen=True)
