@@ -36,6 +36,7 @@ import yaml
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane, free_port
 from tests.harness.enforcers import wait_for
+from tests.harness.kubevirt import CONTROLLER
 from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.processes import stop_process
 from tests.harness.registration import local_webhook_configuration
@@ -222,6 +223,8 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
         # short-lived serving certs so a renewal (Secret update) happens during the test
         "--cert-validity", "30s", "--cert-renew-before", "26s", "--cert-check-interval", "1s",
         "--ca-validity", "1h",
+        # a repeated Event is written again (patched) within the test
+        "--event-interval", "1s",
     ]  # fmt: skip
     enforcer_args = [
         MG, "enforcer", "--kubeconfig", str(kubeconfig), "--bind", f"127.0.0.1:{enforcer_port}",
@@ -265,6 +268,24 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
             missing = o.vmim(vm_ns, "mig-missing", "no-such-vmi", kubevirt_cluster.nodes[0])
             denied = controlplane.kubectl("create", "-f", "-", input=json.dumps(missing))
             assert denied.returncode != 0 and "denied the request" in denied.stderr, denied.stderr
+            # an evacuation by virt-controller, denied twice: the webhook's Event on the Node is
+            # created, then its count patched
+            evacuation = o.vmim(vm_ns, "mig-evacuation", "no-such-vmi")
+            drained = kubevirt_cluster.nodes[0]
+            evacuation["metadata"]["annotations"] = {"kubevirt.io/evacuationMigration": drained}
+            for _ in range(2):
+                refused = controlplane.kubectl(
+                    "create",
+                    "-f",
+                    "-",
+                    "--as",
+                    CONTROLLER,
+                    "--as-group",
+                    "system:masters",
+                    input=json.dumps(evacuation),
+                )
+                assert refused.returncode != 0 and "denied the request" in refused.stderr
+                time.sleep(1.5)
             action = f"/harvester/kubevirt.io.virtualmachines/{vm_ns}"
             found = call("POST", f"{action}/moves?action=findMigratableNodes")
             assert found.status_code == 200 and found.json()["nodes"], found.text
@@ -318,6 +339,7 @@ def test_the_servers_made_every_kind_of_call(recorded: Recorded):
         ("create", "leases"),
         ("patch", "virtualmachines"),
         ("create", "events"),
+        ("patch", "events"),
         ("update", "secrets"),
         ("update", "validatingwebhookconfigurations"),
     ]:
