@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from bench import objects as o
 from bench.results import Figure
+from webhook.cluster.state import ClusterState, freeze_cached
 from webhook.rules.engine import evaluate_migration
-from webhook.state import ClusterState, freeze_cached
 
 LOOKUP_SIZES = (100, 1000, 5000)
 LOOKUP_VMIS = 2000

@@ -15,8 +15,8 @@ import time
 import tracemalloc
 
 from bench import objects as o
-from webhook.settings import Settings
-from webhook.state import ClusterState, slim
+from webhook.admission.settings import Settings
+from webhook.cluster.state import ClusterState, slim
 
 
 def rss_mb() -> float:
@@ -50,7 +50,7 @@ def as_received(obj: dict) -> dict:
 
 
 def listed(make, count: int, page: int = 500) -> list[dict]:
-    """What webhook.informer's list hands to replace_all: pages decoded from JSON, slimmed."""
+    """What webhook.cluster.informer's list hands to replace_all: pages decoded from JSON, slimmed."""
     items: list[dict] = []
     for start in range(0, count, page):
         body = json.dumps({"items": [make(i) for i in range(start, min(count, start + page))]})
@@ -74,7 +74,7 @@ def bytes_per_object(make, n: int = 200) -> float:
 def main() -> None:
     sizes = json.loads(sys.argv[1])
     nodes, vmis, pods = sizes["nodes"], sizes["vmis"], sizes["pods"]
-    from webhook.server import create_app
+    from webhook.admission.server import create_app
 
     state = ClusterState()
     create_app(Settings(), _FilledCache(state))

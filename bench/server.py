@@ -18,7 +18,7 @@ ECHO_PATH = "/bench/echo"
 
 
 def register_echo(app: Flask, _cache: Any, _settings: Any) -> None:
-    """Extension hook (webhook.server.create_app): POST /bench/echo allows every review."""
+    """Extension hook (webhook.admission.server.create_app): POST /bench/echo allows every review."""
 
     @app.post(ECHO_PATH)
     def echo() -> Any:
@@ -35,8 +35,8 @@ def register_echo(app: Flask, _cache: Any, _settings: Any) -> None:
 
 def main(argv: list[str]) -> int:
     from extension.api import register_extension
-    from webhook import serve
-    from webhook.settings import parse_settings
+    from webhook.admission import serve
+    from webhook.admission.settings import parse_settings
 
     settings = parse_settings(argv)
     return serve.run(settings, extensions=[register_extension, register_echo])

@@ -29,7 +29,7 @@ from tests.harness.kubevirt import DEFAULT_CONFIGURATION
 from tests.harness.rbac import vm_migrator_rbac
 from tests.harness.registration import local_webhook_configuration
 from tests.harness.virt_handler import Scenario, VirtHandler
-from webhook.kubeapi import KubeError
+from webhook.cluster.kubeapi import KubeError
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATION_GUARD = REPO / ".venv" / "bin" / "migration-guard"

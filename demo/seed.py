@@ -32,9 +32,9 @@ from kubernetes.client import ApiClient
 from tests.harness.controlplane import ControlPlane
 from tests.harness.nodes import KWOK_ANNOTATION
 from tests.harness.virt_handler import Scenario, VirtHandler
-from webhook.kubeapi import KubeError, call
-from webhook.resources import RESOURCES
-from webhook.state import NAD, NODE, POD, VM, VMI, VMIM
+from webhook.cluster.kubeapi import KubeError, call
+from webhook.cluster.resources import RESOURCES
+from webhook.cluster.state import NAD, NODE, POD, VM, VMI, VMIM
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
 ORDER = [NODE, NAD, POD, VM, VMI, VMIM]

@@ -21,13 +21,13 @@ from extension import actions
 from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, AuthError, User
 from extension.openapi import build_spec
 from extension.status import migration_status, subject_uid
+from webhook.cluster.kubeapi import Kube, KubeError, kubevirt_path
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
-from webhook.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.progress import PrometheusSource
 from webhook.rules.engine import evaluate_migration, with_kubevirt_limits
 from webhook.rules.model import Report, TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
-from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.extension")
 
@@ -39,7 +39,7 @@ PROGRESS_QUERY_TIMEOUT_S = 2.0
 
 
 class StateSource(Protocol):
-    """What the extension needs from the webhook's ClusterCache (webhook.cache.ClusterCache)."""
+    """What the extension needs from the webhook's ClusterCache (webhook.cluster.cache.ClusterCache)."""
 
     state: ClusterState
 

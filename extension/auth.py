@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from webhook.kubeapi import Kube, KubeError
+from webhook.cluster.kubeapi import Kube, KubeError
 
 TOKEN_CACHE_TTL_S = 10.0
 TOKEN_CACHE_MAX = 4096

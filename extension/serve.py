@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from webhook.settings import Settings, env_name, parse_settings
+from webhook.admission.settings import Settings, env_name, parse_settings
 
 # flag -> default when neither the flag nor its environment variable is given
 DEFAULTS = {
@@ -33,7 +33,7 @@ def extension_settings(argv: Sequence[str], env: Mapping[str, str] | None = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `migration-guard extension`; 2 on bad settings, with a one-line message."""
-    from webhook.serve import serve_command  # the webhook's gunicorn + TLS runner, shared
+    from webhook.admission.serve import serve_command  # the webhook's gunicorn + TLS runner, shared
 
     return serve_command("extension", extension_settings, argv)
 

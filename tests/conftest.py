@@ -22,7 +22,7 @@ from tests.harness.nodes import harvester_node
 from tests.harness.prometheus import Prometheus, running_prometheus
 from tests.harness.virt_handler import VirtHandler
 from tests.webhook_process import WebhookProcess, running_webhook
-from webhook.kubeapi import call
+from webhook.cluster.kubeapi import call
 
 
 @pytest.fixture(scope="session")

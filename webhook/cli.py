@@ -19,15 +19,15 @@ from typing import TextIO
 
 import yaml
 
+from webhook.cluster.resources import RESOURCES
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
-from webhook.resources import RESOURCES
 from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules import access as a
 from webhook.rules.model import GUARD, KUBEVIRT, SAME, Timeouts
-from webhook.state import ClusterState
 
 DELEGATES = {
-    "webhook": ("webhook.serve", "run the validating admission webhook (HTTPS)"),
+    "webhook": ("webhook.admission.serve", "run the validating admission webhook (HTTPS)"),
     "extension": ("extension.serve", "run the UI extension backend (target lookup, migrate)"),
     "enforcer": ("webhook.enforcer.serve", "run the migration timeout enforcer"),
 }

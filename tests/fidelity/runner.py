@@ -18,7 +18,7 @@ from tests.fidelity.generator import Cluster, generate
 from tests.harness.kubevirt import DEFAULT_CONFIGURATION
 from tests.harness.kubevirt_cluster import KubeVirtCluster
 from webhook.cli import load_live_state
-from webhook.kubeapi import KubeError, call, kubevirt_path
+from webhook.cluster.kubeapi import KubeError, call, kubevirt_path
 from webhook.rules import evaluate_migration
 
 HOSTNAME = "kubernetes.io/hostname"

@@ -39,7 +39,7 @@ import yaml
 from tests.harness import kubevirt
 from tests.harness.builds import built
 from tests.harness.pki import FRONT_PROXY_CLIENT, write_pki
-from webhook.kubeapi import KubeError, call
+from webhook.cluster.kubeapi import KubeError, call
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"

@@ -15,7 +15,7 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 
 from tests.harness.controlplane import ControlPlane, free_port
-from webhook.kubeapi import Kube, kubevirt_path
+from webhook.cluster.kubeapi import Kube, kubevirt_path
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "migration-guard"

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from tests.harness.builds import built
 from tests.harness.supervisor import Supervised
-from webhook.kubeapi import KubeError, call
+from webhook.cluster.kubeapi import KubeError, call
 
 if TYPE_CHECKING:
     from tests.harness.controlplane import ControlPlane

@@ -13,7 +13,7 @@ import pytest
 
 from tests.harness.controlplane import ControlPlane
 from tests.harness.virt_handler import VirtHandler
-from webhook.kubeapi import KubeError, call
+from webhook.cluster.kubeapi import KubeError, call
 
 NODES = tuple(f"harvester-node-{i}" for i in range(4))
 NODE_MEMORY = "256Gi"  # room for the reliability tests' 200 VMs and their targets

@@ -48,7 +48,7 @@ from kubernetes.client import ApiClient
 
 from tests.harness.kubevirt import HANDLER
 from tests.harness.nodes import MACHINE_TYPE
-from webhook.kubeapi import Kube, KubeError, call
+from webhook.cluster.kubeapi import Kube, KubeError, call
 from webhook.quantity import memory_bytes
 
 if TYPE_CHECKING:

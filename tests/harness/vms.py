@@ -66,7 +66,7 @@ def iso_cdrom(api, namespace: str, name: str = "iso") -> tuple[dict, dict]:
     """A CD-ROM with an ISO on a shared (ReadWriteMany) volume, as Harvester attaches one: a
     migration-guard blocker that KubeVirt would migrate. Creates the PVC and a PV bound to it
     (kube-controller-manager binds them); the PV is `<namespace>-<name>`, to delete after."""
-    from webhook.kubeapi import call
+    from webhook.cluster.kubeapi import call
 
     pv = f"{namespace}-{name}"
     call(api, "POST", "/api/v1/persistentvolumes", {
@@ -86,7 +86,7 @@ def iso_cdrom(api, namespace: str, name: str = "iso") -> tuple[dict, dict]:
 
 def create_migration(api, namespace: str, vmi: str, name: str | None = None) -> dict:
     """POST `vmim(...)` named `<vmi>-migration` unless named."""
-    from webhook.kubeapi import call, kubevirt_path
+    from webhook.cluster.kubeapi import call, kubevirt_path
 
     body = vmim(namespace, name or f"{vmi}-migration", vmi)
     return call(api, "POST", kubevirt_path(namespace, "virtualmachineinstancemigrations"), body)

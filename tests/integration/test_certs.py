@@ -18,8 +18,8 @@ from tests.harness.controlplane import ControlPlane
 from tests.harness.registration import WEBHOOK_NAME
 from tests.harness.tls import served_certificate
 from tests.webhook_process import running_webhook
-from webhook import certs
-from webhook.settings import Settings
+from webhook.admission import certs
+from webhook.admission.settings import Settings
 
 pytestmark = pytest.mark.controlplane
 

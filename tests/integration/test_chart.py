@@ -10,9 +10,9 @@ import pytest
 
 from tests.harness.controlplane import ControlPlane
 from tests.integration.chart_support import CHART, container, env, kinds, one, render, render_text
+from webhook.admission.settings import parse_settings as parse_webhook_settings
+from webhook.admission.settings import settings_help as webhook_settings_help
 from webhook.enforcer import settings as enforcer_settings
-from webhook.settings import parse_settings as parse_webhook_settings
-from webhook.settings import settings_help as webhook_settings_help
 
 pytestmark = pytest.mark.controlplane
 

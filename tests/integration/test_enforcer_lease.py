@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.enforcers import lease_holder
+from webhook.cluster.kubeapi import call
 from webhook.enforcer.leader import LeaseElector
-from webhook.kubeapi import call
 
 pytestmark = pytest.mark.controlplane
 

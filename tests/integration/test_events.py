@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from webhook.events import EventRecorder, Involved
-from webhook.kubeapi import call
+from webhook.admission.events import EventRecorder, Involved
+from webhook.cluster.kubeapi import call
 
 pytestmark = pytest.mark.controlplane
 

@@ -22,7 +22,7 @@ from tests.harness.controlplane import REPO, free_port
 from tests.harness.processes import stop_process
 from tests.harness.rbac import vm_migrator_rbac
 from tests.harness.registration import local_webhook_configuration
-from webhook.certs import generate_ca, generate_serving_cert
+from webhook.admission.certs import generate_ca, generate_serving_cert
 
 pytestmark = pytest.mark.controlplane
 

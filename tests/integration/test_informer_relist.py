@@ -12,8 +12,8 @@ import time
 from kubernetes import client
 
 from tests.harness.controlplane import running_controlplane
-from webhook.informer import Informer
-from webhook.state import ClusterState
+from webhook.cluster.informer import Informer
+from webhook.cluster.state import ClusterState
 
 
 def _node(name: str, labels: dict[str, str] | None = None) -> dict:

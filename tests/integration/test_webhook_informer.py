@@ -11,9 +11,9 @@ from kubernetes import client as k8s
 
 from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
-from webhook.cache import ClusterCache
-from webhook.informer import Informer
-from webhook.state import ClusterState
+from webhook.cluster.cache import ClusterCache
+from webhook.cluster.informer import Informer
+from webhook.cluster.state import ClusterState
 
 pytestmark = pytest.mark.controlplane
 

@@ -10,7 +10,7 @@ from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import harvester_vm
 from tests.integration.test_extension import Server, grant, start_server, stop_server
-from webhook.kubeapi import kubevirt_path
+from webhook.cluster.kubeapi import kubevirt_path
 
 pytestmark = pytest.mark.kubevirt
 

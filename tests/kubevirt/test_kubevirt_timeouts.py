@@ -23,7 +23,7 @@ from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import harvester_vm, vmim
 from tests.integration.test_extension import start_server, stop_server
-from webhook.kubeapi import call
+from webhook.cluster.kubeapi import call
 
 pytestmark = pytest.mark.kubevirt
 

@@ -13,7 +13,7 @@ from tests.harness.controlplane import start_controlplane
 from tests.harness.kubevirt_cluster import KubeVirtCluster, node_ready
 from tests.harness.nodes import harvester_node
 from tests.harness.virt_handler import VirtHandler
-from webhook.kubeapi import call
+from webhook.cluster.kubeapi import call
 
 pytestmark = pytest.mark.kubevirt
 

@@ -29,11 +29,11 @@ from tests.harness.controlplane import ControlPlane
 from tests.integration.test_extension import grant
 from tests.reliability.support import FIGURES, https, post_json
 from tests.webhook_process import WebhookProcess, running_webhook
-from webhook.cache import StaticCache
-from webhook.kubeapi import Kube
-from webhook.server import create_app
-from webhook.settings import Settings
-from webhook.state import ClusterState
+from webhook.admission.server import create_app
+from webhook.admission.settings import Settings
+from webhook.cluster.cache import StaticCache
+from webhook.cluster.kubeapi import Kube
+from webhook.cluster.state import ClusterState
 
 pytestmark = pytest.mark.controlplane
 

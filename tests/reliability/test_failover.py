@@ -33,7 +33,7 @@ from tests.harness.kubevirt_cluster import KubeVirtCluster
 from tests.harness.virt_handler import Scenario
 from tests.harness.vms import create_migration, harvester_vm
 from tests.reliability.support import FIGURES
-from webhook.kubeapi import call, kubevirt_path
+from webhook.cluster.kubeapi import call, kubevirt_path
 
 PER_GIB_OVERRIDE = "migration-guard.io/completion-timeout-per-gib"
 COUNT = 30  # of each kind
@@ -172,9 +172,9 @@ def test_successor_of_a_replica_that_died_mid_abort_records_it_once(
 ) -> None:
     """The window the failover test can hit by chance, made certain: the old leader recorded why
     (Events) and died before its delete; the new leader's abort deletes and records nothing twice."""
+    from webhook.cluster.kubeapi import KubeError
     from webhook.enforcer import actions
     from webhook.enforcer.decisions import ABORT, Decision
-    from webhook.kubeapi import KubeError
 
     api = controlplane.api_client()
     vm = call(api, "POST", kubevirt_path(namespace, "virtualmachines"), o.vm(namespace, "half"))

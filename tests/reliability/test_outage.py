@@ -35,7 +35,7 @@ from tests.harness.vms import create_migration, harvester_vm
 from tests.reliability.support import FIGURES, post_json, start_apiserver, stop_apiserver
 from tests.webhook_process import running_webhook
 from webhook.annotations import ABORT as ABORT_ANNOTATION
-from webhook.kubeapi import call
+from webhook.cluster.kubeapi import call
 
 pytestmark = pytest.mark.kubevirt
 

@@ -27,7 +27,7 @@ from tests.harness.vms import harvester_vm, iso_cdrom, vmim
 from tests.reliability.support import FIGURES, post_json
 from tests.webhook_objects import review
 from tests.webhook_process import WebhookProcess, running_webhook
-from webhook.kubeapi import call, kubevirt_path
+from webhook.cluster.kubeapi import call, kubevirt_path
 
 pytestmark = pytest.mark.kubevirt
 

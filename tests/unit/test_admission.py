@@ -7,11 +7,11 @@ import json
 import pytest
 
 from tests import webhook_objects as o
-from webhook import admission
-from webhook.cache import StaticCache
-from webhook.server import create_app
-from webhook.settings import Settings
-from webhook.state import ClusterState
+from webhook.admission import review as admission_review
+from webhook.admission.server import create_app
+from webhook.admission.settings import Settings
+from webhook.cluster.cache import StaticCache
+from webhook.cluster.state import ClusterState
 
 NS = "vms"
 
@@ -202,5 +202,5 @@ def test_extensions_are_registered_with_cache_and_settings():
 
 
 def test_warnings_are_clipped():
-    long = admission._clip("x" * 1000)
-    assert len(long) == admission.MAX_WARNING_CHARS and long.endswith("...")
+    long = admission_review._clip("x" * 1000)
+    assert len(long) == admission_review.MAX_WARNING_CHARS and long.endswith("...")

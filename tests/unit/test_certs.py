@@ -1,4 +1,4 @@
-"""Certificate generation and renewal planning (pure parts of webhook.certs) and settings."""
+"""Certificate generation and renewal planning (pure parts of webhook.admission.certs) and settings."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import ssl
 import pytest
 from cryptography import x509
 
-from webhook import certs
+from webhook.admission import certs
+from webhook.admission.settings import Settings, env_name, parse_settings
 from webhook.errors import InputError
 from webhook.flags import parse_duration
-from webhook.settings import Settings, env_name, parse_settings
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 S = Settings(
@@ -129,7 +129,7 @@ def test_bad_settings_name_the_flag(argv, needle):
 def test_docs_list_every_setting():
     from pathlib import Path
 
-    from webhook.settings import settings_help
+    from webhook.admission.settings import settings_help
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "webhook.md").read_text()
     for flag, env, _ in settings_help():

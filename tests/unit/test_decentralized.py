@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
 from webhook.rules import evaluate_migration
 from webhook.rules.decentralized import SOURCE, TARGET, decentralized_side
-from webhook.state import ClusterState
 
 SEND = {"migrationID": "m-1", "connectURL": "sync.other-cluster:9185"}
 RECEIVE = {"migrationID": "m-1"}

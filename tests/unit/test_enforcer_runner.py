@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
+from webhook.cluster.state import ClusterState
 from webhook.enforcer.decisions import ABORT, HOLD, WATCH, parse_time
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings
 from webhook.progress import ProgressUnavailable
-from webhook.state import ClusterState
 
 START = "2025-01-01T00:00:00Z"
 T0 = parse_time(START)

@@ -7,11 +7,11 @@ import re
 import pytest
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.rules import TimeoutSettings, compute_timeouts, evaluate_migration, migration_target
 from webhook.rules.filters.resources import pod_requests
 from webhook.rules.model import MAX_NODES_IN_MESSAGE, NodeVerdict, Problem, Report
-from webhook.state import ClusterState
 
 GIB = 2**30
 

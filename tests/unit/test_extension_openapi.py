@@ -10,11 +10,11 @@ from openapi_spec_validator import validate
 from extension.api import ExtensionContext, create_blueprint
 from extension.auth import Authenticator
 from extension.openapi import build_spec
-from webhook.cache import StaticCache
-from webhook.kubeapi import Kube
-from webhook.server import create_app
-from webhook.settings import Settings
-from webhook.state import ClusterState
+from webhook.admission.server import create_app
+from webhook.admission.settings import Settings
+from webhook.cluster.cache import StaticCache
+from webhook.cluster.kubeapi import Kube
+from webhook.cluster.state import ClusterState
 
 
 def app():

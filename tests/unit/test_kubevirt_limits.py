@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from tests.unit import rules_objects as o
-from webhook.admission import report_warnings
+from webhook.admission.review import report_warnings
 from webhook.cli import format_text
+from webhook.cluster.state import ClusterState
 from webhook.enforcer.kubevirt_check import KubeVirtLimitsCheck
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.rules import TimeoutSettings, compute_timeouts, evaluate_migration
@@ -19,7 +20,6 @@ from webhook.rules.kubevirt_limits import (
     match_policy,
     shorter_limits,
 )
-from webhook.state import ClusterState
 
 GIB = 2**30
 

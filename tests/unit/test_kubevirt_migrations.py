@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.unit import rules_objects as o
-from webhook.cache import StaticCache
+from webhook.admission.memo import ReportMemo, memo_key
+from webhook.admission.notices import EVACUATION_BLOCKED, MIGRATION_WARNED, notices
+from webhook.admission.server import create_app
+from webhook.admission.settings import Settings, parse_settings
+from webhook.cluster.cache import StaticCache
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
-from webhook.memo import ReportMemo, memo_key
-from webhook.notices import EVACUATION_BLOCKED, MIGRATION_WARNED, notices
 from webhook.rules import evaluate_migration
 from webhook.rules.model import Problem
 from webhook.rules.origin import (
@@ -22,9 +25,6 @@ from webhook.rules.origin import (
     Origin,
     migration_origin,
 )
-from webhook.server import create_app
-from webhook.settings import Settings, parse_settings
-from webhook.state import ClusterState
 
 CONTROLLER = DEFAULT_CONTROLLER_USERS[0]
 PROBLEM = Problem("CDROMVolume", "CD-ROM 'cd' has PVC 'iso' inserted: eject the CD-ROM")

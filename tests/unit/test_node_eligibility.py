@@ -3,8 +3,8 @@
 import pytest
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
 from webhook.rules import evaluate_migration
-from webhook.state import ClusterState
 
 
 def verdict(node2, *, vmi=None, pod=None, extra=(), vmim=None):

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.rules import TimeoutSettings, compute_timeouts, evaluate_migration, migration_target
-from webhook.state import ClusterState
 
 JSON = st.recursive(
     st.none()

@@ -5,9 +5,9 @@ import copy
 
 from tests.unit import rules_objects as o
 from tests.unit.test_node_eligibility import reason_codes, verdict
+from webhook.cluster.state import ClusterState
 from webhook.rules import evaluate_migration
 from webhook.rules.target_pod import render_target_pod
-from webhook.state import ClusterState
 
 
 def with_limits(pod: dict, **limits: str) -> dict:

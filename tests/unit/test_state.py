@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState, slim
 from webhook.errors import InputError
-from webhook.state import ClusterState, slim
 
 GIB = 2**30
 

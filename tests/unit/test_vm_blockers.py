@@ -1,8 +1,8 @@
 """Every VM blocker of DESIGN, on Harvester-shaped VMIs, through evaluate_migration."""
 
 from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
 from webhook.rules import evaluate_migration
-from webhook.state import ClusterState
 
 
 def report_for(vmi, *extra, vmim=None):

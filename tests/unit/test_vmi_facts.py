@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from tests.unit import rules_objects as o
 from tests.unit.test_rules_properties import EXTRA_PATHS, JSON, all_paths, scene, set_path
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.rules import evaluate_migration
 from webhook.rules.filters.resources import pod_requests
-from webhook.state import ClusterState
 
 
 class WithoutFacts(ClusterState):

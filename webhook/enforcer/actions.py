@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 
 from webhook.annotations import ABORT as ABORT_ANNOTATION
+from webhook.cluster.kubeapi import KubeError, call
 from webhook.enforcer.decisions import FINAL_PHASES, REASON_NOT_ABORTED, Decision
 from webhook.enforcer.leader import micro_time
-from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.enforcer.actions")
 

@@ -14,10 +14,10 @@ import logging
 import threading
 from collections.abc import Callable
 
+from webhook.cluster.state import ClusterState
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.rules.kubevirt_limits import ShorterLimit, cluster_summary, shorter_limits
 from webhook.rules.model import TimeoutSettings
-from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from kubernetes.client import ApiClient
 
+from webhook.cluster.kubeapi import KubeError, call
 from webhook.enforcer.decisions import parse_time
-from webhook.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.enforcer.leader")
 

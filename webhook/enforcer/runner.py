@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiClient
 
+from webhook.cluster.kubeapi import KubeError
+from webhook.cluster.state import ClusterState
 from webhook.enforcer import actions
 from webhook.enforcer.decisions import (
     ABORT,
@@ -37,11 +39,9 @@ from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.settings import EnforcerSettings
 from webhook.errors import InputError
-from webhook.kubeapi import KubeError
 from webhook.progress import ProgressSource, ProgressUnavailable
 from webhook.rules.model import TimeoutSettings
 from webhook.rules.timeouts import compute_timeouts
-from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
 

@@ -19,16 +19,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from webhook.cluster.informer import Informer
+from webhook.cluster.resources import RESOURCES
+from webhook.cluster.state import KUBEVIRT, MIGRATION_POLICY, VM, VMI, VMIM, ClusterState
 from webhook.enforcer.kubevirt_check import KubeVirtLimitsCheck
 from webhook.enforcer.leader import LeaseElector
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.enforcer.runner import Enforcer
 from webhook.enforcer.settings import EnforcerSettings, parse_settings
 from webhook.errors import InputError
-from webhook.informer import Informer
 from webhook.progress import ProgressSource, PrometheusSource, ScrapeSource
-from webhook.resources import RESOURCES
-from webhook.state import KUBEVIRT, MIGRATION_POLICY, VM, VMI, VMIM, ClusterState
 
 log = logging.getLogger("migration_guard.enforcer")
 

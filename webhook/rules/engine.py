@@ -19,7 +19,7 @@ from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 
 if TYPE_CHECKING:
-    from webhook.state import ClusterState
+    from webhook.cluster.state import ClusterState
 
 
 def _source_labels(state: ClusterState, source: str | None) -> dict[str, str] | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
 
-from webhook.kubeapi import KubeError, call
+from webhook.cluster.kubeapi import KubeError, call
 
 log = logging.getLogger("migration_guard.events")
 

@@ -33,7 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from webhook.settings import Settings
+from webhook.admission.settings import Settings
 
 log = logging.getLogger("migration_guard.certs")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.state import (
+from webhook.cluster.state import (
     KUBEVIRT,
     MIGRATION_POLICY,
     NAD,

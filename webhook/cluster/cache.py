@@ -14,10 +14,10 @@ import time
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from webhook.cluster.informer import Informer
+from webhook.cluster.resources import RESOURCES
+from webhook.cluster.state import POD, VMI, ClusterState, slim
 from webhook.errors import InputError
-from webhook.informer import Informer
-from webhook.resources import RESOURCES
-from webhook.state import POD, VMI, ClusterState, slim
 
 log = logging.getLogger("migration_guard.cache")
 

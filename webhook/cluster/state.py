@@ -298,7 +298,7 @@ class ClusterState:
         self._node_facts: dict[str, NodeFacts] = {}
         self._vmi_facts: dict[Key, VMIFacts] = {}
         # Grows whenever what the rules read changes (not on a new resourceVersion alone), so a
-        # decision computed at one generation holds while it is current (webhook.memo).
+        # decision computed at one generation holds while it is current (webhook.admission.memo).
         self.generation = 0
 
     # ---- writes -------------------------------------------------------------------------

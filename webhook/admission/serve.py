@@ -23,13 +23,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
-from webhook.cache import ClusterCache
-from webhook.certs import CertManager
+from webhook.admission.certs import CertManager
+from webhook.admission.events import EventRecorder
+from webhook.admission.metrics import WebhookMetrics
+from webhook.admission.server import Extension, create_app
+from webhook.admission.settings import Settings, parse_settings
+from webhook.cluster.cache import ClusterCache
 from webhook.errors import InputError
-from webhook.events import EventRecorder
-from webhook.metrics import WebhookMetrics
-from webhook.server import Extension, create_app
-from webhook.settings import Settings, parse_settings
 
 log = logging.getLogger("migration_guard.serve")
 

@@ -23,18 +23,18 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from webhook import admission
-from webhook.admission import MalformedReview, ReviewRequest
+from webhook.admission import review
+from webhook.admission.events import EventRecorder
+from webhook.admission.memo import ReportMemo, memo_key
+from webhook.admission.metrics import WebhookMetrics
+from webhook.admission.notices import notices
+from webhook.admission.review import MalformedReview, ReviewRequest
+from webhook.admission.settings import Settings
+from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
-from webhook.events import EventRecorder
-from webhook.memo import ReportMemo, memo_key
-from webhook.metrics import WebhookMetrics
-from webhook.notices import notices
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.model import Problem
 from webhook.rules.origin import migration_origin
-from webhook.settings import Settings
-from webhook.state import ClusterState
 
 log = logging.getLogger("migration_guard.server")
 # A refused body up to this size is read and dropped so the client sees the 413 (see below).
@@ -71,11 +71,11 @@ def decide(
 
     `memo` reuses the Report of an identical request on an unchanged cluster (KubeVirt's
     retries); `events` records what operators must see of migrations KubeVirt started
-    (webhook.notices), except for dry runs.
+    (webhook.admission.notices), except for dry runs.
     """
-    namespace, vmi_name = admission.migration_subject(req)
+    namespace, vmi_name = review.migration_subject(req)
     if vmi_name is None:
-        return admission.deny(req, f"{namespace}/?", [admission.missing_vmi_name()])
+        return review.deny(req, f"{namespace}/?", [review.missing_vmi_name()])
     try:
         cache.get_vmi_or_fetch(namespace, vmi_name)
     except Exception as e:  # the rules then report the VMI as missing; log why
@@ -100,9 +100,9 @@ def decide(
             if metrics is not None and reused:
                 metrics.memo_hits.inc()
     except InputError as e:
-        return admission.deny(req, vm, [Problem("InvalidObject", str(e))])
+        return review.deny(req, vm, [Problem("InvalidObject", str(e))])
     warn_only = settings.warn_only(origin)
-    out = admission.respond(req, report, warn_only)
+    out = review.respond(req, report, warn_only)
     if origin.by_kubevirt:
         problems = report.problems()
         if metrics is not None:
@@ -170,17 +170,17 @@ def create_app(
             metrics.requests.labels("", "", "invalid").inc()
             return _error(400, "BadRequest", "the body is JSON nested too deeply to read")
         try:
-            req = admission.parse_review(body)
+            req = review.parse_review(body)
         except MalformedReview as e:
             metrics.requests.labels("", "", "invalid").inc()
             return _error(400, "BadRequest", f"malformed AdmissionReview: {e}")
         if not req.is_migration_create:
             metrics.requests.labels(req.kind, req.operation, "ignored").inc()
-            return jsonify(admission.allow(req))
+            return jsonify(review.allow(req))
         why = cache_distrust(cache, settings)
         try:
             if why is not None:
-                out = admission.unchecked(req, why, settings.stale_cache_policy)
+                out = review.unchecked(req, why, settings.stale_cache_policy)
             else:
                 out = decide(cache, settings, req, memo, events, metrics)
         except Exception as e:
@@ -190,8 +190,8 @@ def create_app(
                 f"migration-guard could not evaluate this migration "
                 f"({type(e).__name__}: {e}); retry, and see the webhook's log if it persists",
             )
-            ns, vmi = admission.migration_subject(req)
-            out = admission.deny(req, f"{ns}/{vmi or '?'}", [problem])
+            ns, vmi = review.migration_subject(req)
+            out = review.deny(req, f"{ns}/{vmi or '?'}", [problem])
         response = out["response"]
         result = "allowed" if response["allowed"] else "denied"
         metrics.requests.labels(req.kind, req.operation, result).inc()

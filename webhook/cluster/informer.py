@@ -16,7 +16,7 @@ bookmark, or a watch that ended normally); `age_seconds()` is the time since the
 
 Reuse (the enforcer does): `Informer(state, "VirtualMachineInstanceMigration", list_fn)` where
 `list_fn` is any official client list function taking the usual list/watch keyword arguments,
-e.g. `CoreV1Api(api).list_node` or `RESOURCES[VM].list_fn(api)` (webhook/resources.py).
+e.g. `CoreV1Api(api).list_node` or `RESOURCES[VM].list_fn(api)` (webhook/cluster/resources.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from webhook.cluster.state import ClusterState, freeze_cached, slim
 from webhook.errors import InputError
-from webhook.state import ClusterState, freeze_cached, slim
 
 log = logging.getLogger("migration_guard.informer")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.events import Involved
+from webhook.admission.events import Involved
 from webhook.rules.model import Problem
 from webhook.rules.origin import EVACUATION, Origin
 

@@ -1,0 +1,1 @@
+"""The watch-fed cache and the Kubernetes API client: resource table, informers, ClusterState."""
