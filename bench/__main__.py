@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         ("lookup", "lookup (in-process)", inprocess.bench_lookup),
         ("enforcer", "enforcer", inprocess.bench_enforcer),
         ("memory", "memory (cache in a fresh process)", inprocess.bench_memory),
+        ("admission", "repeated denials (in-process)", inprocess.bench_retry),
     ]
     for key, title, fn in steps:
         if key in selected:

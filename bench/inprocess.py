@@ -193,3 +193,41 @@ def bench_memory(quick: bool = False) -> list[Figure]:
         Figure("memory.cache_bytes_per_vmi", data["bytes_per_vmi"], "B"),
         Figure("memory.fill_seconds", data["fill_seconds"], "s"),
     ]
+
+
+def bench_retry(quick: bool = False) -> list[Figure]:
+    """A denied evacuation asked again (KubeVirt's retries) through the app, at 1,000 nodes:
+    decided afresh (the same review from a person) beside answered from the memo."""
+    from webhook.admission.server import create_app
+    from webhook.admission.settings import Settings
+    from webhook.cluster.cache import StaticCache
+    from webhook.rules.origin import DEFAULT_CONTROLLER_USERS, EVACUATION_ANNOTATION
+
+    state = lookup_state(1000)
+    cdrom = o.wo.vmi(o.NAMESPACE, "vm-cdrom", "node-1", cdrom=True)
+    state.apply(cdrom)
+    client = create_app(Settings(), StaticCache(state)).test_client()
+    vmim = o.wo.vmim(o.NAMESPACE, "kubevirt-evacuation-x", "vm-cdrom")
+    vmim["metadata"]["annotations"] = {EVACUATION_ANNOTATION: "node-1"}
+    bodies = {}
+    for who, user in (("person", "alice"), ("kubevirt", DEFAULT_CONTROLLER_USERS[0])):
+        review = o.review(vmim, uid=f"retry-{who}")
+        review["request"]["userInfo"] = {"username": user}
+        bodies[who] = json.dumps(review).encode()
+
+    def post(who: str) -> None:
+        answer = client.post("/validate", data=bodies[who], content_type="application/json")
+        assert answer.get_json()["response"]["allowed"] is False
+
+    figures = []
+    for who in ("person", "kubevirt"):
+        times = timed_runs(lambda w=who: post(w), min_runs=50, max_seconds=1.0 if quick else 3.0)
+        figures.append(
+            Figure(
+                f"admission.retry.{'decided' if who == 'person' else 'memo'}_1000_nodes.p50",
+                statistics.median(times) * 1e3,
+                "ms",
+                baseline=None if who == "person" else "admission.retry.decided_1000_nodes.p50",
+            )
+        )
+    return figures

@@ -70,6 +70,23 @@ def test_added_node_selector_never_overrides_the_vms_own():
     assert pod.node_selector["kubernetes.io/hostname"] == "node-2"
 
 
+def test_a_vendor_or_host_model_key_the_migration_adds_is_resolved_as_kubevirt_orders_them():
+    """KubeVirt adds addedNodeSelector before the host-model and vendor entries: a host-model key
+    keeps the source's value, and a vendor the migration selects means no source vendor."""
+    vmi = o.vmi()
+    vmi["spec"]["domain"]["cpu"]["model"] = "host-model"
+    source = o.node("node-1")["metadata"]["labels"]
+    host_key = "cpu-model-migration.node.kubevirt.io/Cascadelake-Server"
+    added = {host_key: "false", "cpu-vendor.node.kubevirt.io/AMD": "true"}
+    vmim = {"metadata": {"name": "m"}, "spec": {"vmiName": "vm1", "addedNodeSelector": added}}
+    pod = render_target_pod(vmi, vmim, o.launcher(selector={}), source)
+    assert pod.node_selector[host_key] == "true" and pod.origin[host_key] == "host-model"
+    assert pod.node_selector["cpu-vendor.node.kubevirt.io/AMD"] == "true"
+    assert "cpu-vendor.node.kubevirt.io/Intel" not in pod.node_selector  # the source's vendor
+    plain = render_target_pod(vmi, None, o.launcher(selector={}), source)
+    assert plain.origin["cpu-vendor.node.kubevirt.io/Intel"] == "vendor"
+
+
 def test_not_ready_and_unreachable_no_execute_taints_are_tolerated_by_default():
     taints = [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
     v, _ = verdict(o.node("node-2", spec={"taints": taints}))

@@ -26,7 +26,7 @@ constraints, and preemption by priority (docs/internals.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import Term, resolve_term
@@ -205,8 +205,40 @@ def render_target_pod(
     source_node_labels: dict[str, str] | None,
     source_requests: Resources | None = None,
 ) -> TargetPod:
-    """The target pod of migrating `vmi` (with `vmim`'s additions); raises InputError on bad fields.
+    """The target pod of migrating `vmi` with `vmim`'s additions (`render_base`, then
+    `add_migration`); raises InputError on bad fields."""
+    return add_migration(render_base(vmi, source_pod, source_node_labels, source_requests), vmim)
 
+
+def add_migration(pod: TargetPod, vmim: dict | None) -> TargetPod:
+    """`pod` with `vmim`'s addedNodeSelector keys the pod does not set (the VMI's value wins).
+
+    KubeVirt adds them before the host-model and vendor entries: host-model entries overwrite
+    (here: an added key they set is skipped), and the source's vendor is added only when no
+    vendor is selected yet (here: a vendor the migration selects replaces it).
+    """
+    added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
+    if not added:
+        return pod
+    selector, origin = dict(pod.node_selector), dict(pod.origin)
+    if vendor_key(added) is not None:
+        for key in [k for k, who in origin.items() if who == FROM_VENDOR]:
+            del selector[key], origin[key]
+    for k, v in added.items():
+        if k not in selector:
+            selector[k], origin[k] = v, MIGRATION
+    return replace(pod, node_selector=selector, origin=origin)
+
+
+def render_base(
+    vmi: dict,
+    source_pod: dict | None,
+    source_node_labels: dict[str, str] | None,
+    source_requests: Resources | None = None,
+) -> TargetPod:
+    """The target pod of migrating `vmi`, before what a VMIM asks (see `add_migration`).
+
+    Depends only on its arguments, so the state keeps it while they are the same objects.
     `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
     `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
     `source_node_labels`: labels of the node the VMI runs on, or only its `source_node_labels`
@@ -220,11 +252,6 @@ def render_target_pod(
     )
     selector, origin = _rendered_selector(vmi, ctx, source_selector)
     problems: list[Problem] = []
-
-    added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
-    for k, v in added.items():
-        if k not in selector:
-            selector[k], origin[k] = v, MIGRATION
 
     model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
     if source_node_labels is not None:
