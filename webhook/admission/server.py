@@ -33,8 +33,8 @@ from webhook.admission.settings import Settings
 from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.rules.engine import evaluate_migration
-from webhook.rules.model import Problem
-from webhook.rules.origin import migration_origin
+from webhook.rules.model import Problem, Report
+from webhook.rules.origin import Origin, migration_origin
 
 log = logging.getLogger("migration_guard.server")
 # A refused body up to this size is read and dropped so the client sees the 413 (see below).
@@ -81,39 +81,66 @@ def decide(
     except Exception as e:  # the rules then report the VMI as missing; log why
         log.warning("could not read VMI %s/%s from the API: %s", namespace, vmi_name, e)
     vm = f"{namespace}/{vmi_name}"
-    state = cache.state
     try:
         origin = migration_origin(
             req.object or {}, req.username, settings.kubevirt_controller_users
         )
-
-        def compute():
-            return evaluate_migration(
-                state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
-            )
-
-        if memo is None or not origin.by_kubevirt:  # people rarely ask the same twice
-            report = compute()
-        else:
-            key = memo_key(namespace, vmi_name, req.object)
-            report, reused = memo.report(key, state.generation, compute)
-            if metrics is not None and reused:
-                metrics.memo_hits.inc()
+        report = _report(cache.state, settings, req, (namespace, vmi_name), origin, memo, metrics)
     except InputError as e:
         return review.deny(req, vm, [Problem("InvalidObject", str(e))])
     warn_only = settings.warn_only(origin)
-    out = review.respond(req, report, warn_only)
     if origin.by_kubevirt:
-        problems = report.problems()
-        if metrics is not None:
-            result = "allowed" if not problems else ("warned" if warn_only else "denied")
-            metrics.kubevirt_migrations.labels(origin.kind, result).inc()
-        if events is not None and not req.dry_run:
-            vmi = state.vmi(namespace, vmi_name)
-            node = state.node(origin.node or report.source_node or "")
-            for n in notices(origin, vm, problems, warn_only, vmi, node):
-                events.record(n.involved, n.type, n.reason, n.message)
-    return out
+        _record_kubevirts(cache.state, req, report, origin, warn_only, events, metrics)
+    return review.respond(req, report, warn_only)
+
+
+def _report(
+    state: ClusterState,
+    settings: Settings,
+    req: ReviewRequest,
+    subject: tuple[str, str],
+    origin: Origin,
+    memo: ReportMemo | None,
+    metrics: WebhookMetrics | None,
+) -> Report:
+    """The rule engine's Report; KubeVirt's repeats come from the memo (people rarely repeat)."""
+    namespace, vmi_name = subject
+
+    def compute() -> Report:
+        return evaluate_migration(
+            state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
+        )
+
+    if memo is None or not origin.by_kubevirt:
+        return compute()
+    key = memo_key(namespace, vmi_name, req.object)
+    report, reused = memo.report(key, state.generation, compute)
+    if metrics is not None and reused:
+        metrics.memo_hits.inc()
+    return report
+
+
+def _record_kubevirts(
+    state: ClusterState,
+    req: ReviewRequest,
+    report: Report,
+    origin: Origin,
+    warn_only: str | None,
+    events: EventRecorder | None,
+    metrics: WebhookMetrics | None,
+) -> None:
+    """Count a migration KubeVirt started, and queue the Events operators must see of it."""
+    problems = report.problems()
+    if metrics is not None:
+        result = "allowed" if not problems else ("warned" if warn_only else "denied")
+        metrics.kubevirt_migrations.labels(origin.kind, result).inc()
+    if events is None or req.dry_run:
+        return
+    namespace, vmi_name = review.migration_subject(req)
+    vmi = state.vmi(namespace, vmi_name or "")
+    node = state.node(origin.node or report.source_node or "")
+    for n in notices(origin, report.vm, problems, warn_only, vmi, node):
+        events.record(n.involved, n.type, n.reason, n.message)
 
 
 def cache_distrust(cache: Cache, settings: Settings) -> str | None:

@@ -14,7 +14,7 @@ from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
-from webhook.rules.target_pod import TargetPod, render_target_pod
+from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 
@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from webhook.cluster.state import ClusterState
 
 
-def _source_labels(state: ClusterState, source: str | None) -> dict[str, str] | None:
+def _source_node(state: ClusterState, source: str | None) -> SourceNode | None:
     if not source:
         return None
     facts = state.node_facts(source)
     if facts is None:
         node = state.node(source)
         facts = read_node(node) if node is not None else None
-    return facts.source_labels if facts is not None else None
+    return facts.source if facts is not None else None
 
 
 def _pod_affinity(state: ClusterState, pod: TargetPod) -> pod_affinity.PodAffinityContext:
@@ -140,7 +140,8 @@ def evaluate_migration(
             notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
     launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
-    pod = render_target_pod(vmi, vmim, launcher, _source_labels(state, source), launcher_requests)
+    base = render_base(vmi, launcher, _source_node(state, source), launcher_requests)
+    pod = add_migration(base, vmim)
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
     node_ctx = NodeContext(

@@ -53,7 +53,7 @@ class NodeFacts:
     taints: tuple[dict, ...]
     allocatable: Resources
     fixed: tuple[Problem, ...]  # Harvester's reasons that depend on the node alone
-    source_labels: dict[str, str]  # tp.source_node_labels: what a migration from it reads
+    source: tp.SourceNode  # what a migration from it reads
 
 
 def read_node(node: dict) -> NodeFacts:
@@ -64,7 +64,7 @@ def read_node(node: dict) -> NodeFacts:
     node_taints = tuple(t for _, t in a.dicts(node, "spec.taints", ctx))
     fixed = harvester.node_problems(node, name, labels, node_taints)
     return NodeFacts(
-        name, labels, node_taints, allocatable(node), tuple(fixed), tp.source_node_labels(labels)
+        name, labels, node_taints, allocatable(node), tuple(fixed), tp.source_node(labels)
     )
 
 
@@ -140,6 +140,8 @@ def _cpu_problems(
     name: str, labels: dict[str, str], c: NodeContext, bad: list[str]
 ) -> list[Problem]:
     pod = c.pod
+    if not bad and not any(k in labels for k in pod.rejected_labels):  # the usual case, per node
+        return []
     cpu = [
         _cpu_text(k, pod.node_selector[k], pod.origin[k], labels)
         for k in bad
@@ -189,7 +191,8 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
 
     pod = c.pod
     bad = node_affinity.selector_mismatches(pod.node_selector, labels)
-    reasons += _selector_problems(name, labels, c, bad)
+    if bad:
+        reasons += _selector_problems(name, labels, c, bad)
     if pod.vm_affinity_terms is not None and not node_affinity.node_selector_matches(
         pod.vm_affinity_terms, labels, name
     ):
@@ -215,7 +218,8 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
                 "spec.tolerations",
             )
         )
-    reasons += harvester.network_problems(name, labels, c.networks)
+    if c.networks:
+        reasons += harvester.network_problems(name, labels, c.networks)
     reasons += _cpu_problems(name, labels, c, bad)
     used, pods = c.usage(name)
     problem = fit_problem(name, f.allocatable, used, pods, pod.requests)

@@ -163,35 +163,40 @@ def _rejected_labels(vmi: dict, ctx: str) -> dict[str, str]:
     return out
 
 
-def _host_model_selector(
-    source_selector: dict[str, str], source_labels: dict[str, str]
-) -> dict[str, str] | None:
-    """prepareNodeSelectorForHostCpuModel; None when the source node names no host model."""
-    copied = {
-        k: v for k, v in source_selector.items() if CPU_FEATURE in k or HOST_MODEL_MIGRATION in k
-    }
-    if copied:
-        return copied
-    out: dict[str, str] = {}
+@dataclass(frozen=True)
+class SourceNode:
+    """What a migration from a node reads of it, read once per node object (NodeFacts)."""
+
+    host_model: dict[str, str] | None  # its host model as the target pod selects it; None: none
+    vendor: str | None  # its `cpu-vendor.node.kubevirt.io/<V>` label
+
+
+def source_node(labels: dict[str, str]) -> SourceNode:
+    """prepareNodeSelectorForHostCpuModel's entries from the node's host-model labels, and its
+    vendor: `host-model-cpu...<M>` becomes `cpu-model-migration...<M>`,
+    `host-model-required-features...<f>` becomes `cpu-feature...<f>`."""
+    entries: dict[str, str] = {}
     model = None
-    for k, v in source_labels.items():
+    for k, v in labels.items():
         if k.startswith(HOST_MODEL_CPU):
             model = (k[len(HOST_MODEL_CPU) :], v)
         elif k.startswith(HOST_MODEL_FEATURE):
-            out[CPU_FEATURE + k[len(HOST_MODEL_FEATURE) :]] = v
-    if model is None:
-        return None
-    out[HOST_MODEL_MIGRATION + model[0]] = model[1]
-    return out
+            entries[CPU_FEATURE + k[len(HOST_MODEL_FEATURE) :]] = v
+    host_model = None
+    if model is not None:
+        host_model = {**entries, HOST_MODEL_MIGRATION + model[0]: model[1]}
+    return SourceNode(host_model, vendor_key(labels))
 
 
-# The source node labels KubeVirt reads when it adds to the target pod (see render_target_pod).
-SOURCE_NODE_PREFIXES = (HOST_MODEL_CPU, HOST_MODEL_FEATURE, CPU_VENDOR)
-
-
-def source_node_labels(labels: dict[str, str]) -> dict[str, str]:
-    """What a node's labels say to a migration from it: a few of its hundreds of labels."""
-    return {k: v for k, v in labels.items() if k.startswith(SOURCE_NODE_PREFIXES)}
+def _host_model_selector(
+    source_selector: dict[str, str], source: SourceNode
+) -> dict[str, str] | None:
+    """The source pod's host-model entries when it has any (the VM migrated before), else the
+    source node's; None when neither names a host model."""
+    copied = {
+        k: v for k, v in source_selector.items() if CPU_FEATURE in k or HOST_MODEL_MIGRATION in k
+    }
+    return copied or source.host_model
 
 
 def vendor_key(labels: dict[str, str]) -> str | None:
@@ -207,7 +212,8 @@ def render_target_pod(
 ) -> TargetPod:
     """The target pod of migrating `vmi` with `vmim`'s additions (`render_base`, then
     `add_migration`); raises InputError on bad fields."""
-    return add_migration(render_base(vmi, source_pod, source_node_labels, source_requests), vmim)
+    source = source_node(source_node_labels) if source_node_labels is not None else None
+    return add_migration(render_base(vmi, source_pod, source, source_requests), vmim)
 
 
 def add_migration(pod: TargetPod, vmim: dict | None) -> TargetPod:
@@ -233,7 +239,7 @@ def add_migration(pod: TargetPod, vmim: dict | None) -> TargetPod:
 def render_base(
     vmi: dict,
     source_pod: dict | None,
-    source_node_labels: dict[str, str] | None,
+    source: SourceNode | None,
     source_requests: Resources | None = None,
 ) -> TargetPod:
     """The target pod of migrating `vmi`, before what a VMIM asks (see `add_migration`).
@@ -241,8 +247,8 @@ def render_base(
     Depends only on its arguments, so the state keeps it while they are the same objects.
     `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
     `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
-    `source_node_labels`: labels of the node the VMI runs on, or only its `source_node_labels`
-    (None: unknown, so the host-model and vendor entries cannot be added and are not judged).
+    `source`: the node the VMI runs on (None: unknown, so the host-model and vendor entries cannot
+    be added and are not judged).
     """
     ctx = a.describe(vmi, "VirtualMachineInstance")
     namespace = a.namespace_of(vmi, ctx) or "default"
@@ -254,9 +260,9 @@ def render_base(
     problems: list[Problem] = []
 
     model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
-    if source_node_labels is not None:
+    if source is not None:
         if model == HOST_MODEL:
-            host = _host_model_selector(source_selector, source_node_labels)
+            host = _host_model_selector(source_selector, source)
             if host is None:
                 problems.append(
                     Problem(
@@ -270,10 +276,8 @@ def render_base(
             else:
                 for k, v in host.items():
                     selector[k], origin[k] = v, FROM_HOST_MODEL
-        if vendor_key(selector) is None:
-            vendor = vendor_key(source_node_labels)
-            if vendor is not None:
-                selector[vendor], origin[vendor] = "true", FROM_VENDOR
+        if source.vendor is not None and vendor_key(selector) is None:
+            selector[source.vendor], origin[source.vendor] = "true", FROM_VENDOR
 
     terms = a.get(
         vmi, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", dict, ctx
@@ -323,6 +327,6 @@ def render_base(
         anti_affinity_terms=tuple(anti),
         scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
         rendered=source_pod is None,
-        source_node_known=source_node_labels is not None,
+        source_node_known=source is not None,
         problems=tuple(problems),
     )

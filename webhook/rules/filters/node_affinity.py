@@ -20,6 +20,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def selector_mismatches(selector: dict[str, str], labels: dict[str, str]) -> list[str]:
     """The keys of `selector` whose value the node's labels lack (empty: it matches)."""
+    if selector.items() <= labels.items():  # the usual case, checked in C: run for every node
+        return []
     return [k for k, v in selector.items() if labels.get(k) != v]
 
 

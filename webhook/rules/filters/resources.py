@@ -99,8 +99,14 @@ def fit_problem(
     node_name: str, alloc: Resources, used: Resources, pods_on_node: int, needed: Resources
 ) -> Problem | None:
     """InsufficientResources naming every resource the node cannot hold, or None if it fits."""
-    short: list[str] = []
     allowed = alloc.get(PODS, 0)
+    if pods_on_node < allowed and all(  # the usual case, for every node: no message to build
+        need <= alloc.get(res, 0) - used.get(res, 0)
+        for res, need in needed.items()
+        if res != PODS and need > 0
+    ):
+        return None
+    short: list[str] = []
     if pods_on_node + 1 > allowed:
         short.append(f"pods: runs {pods_on_node} of {allowed} pods")
     for res in sorted(needed, key=lambda r: (_ORDER.get(r, 3), r)):
