@@ -17,6 +17,7 @@ from webhook.rules.target import migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
+from webhook.rules.vmi_facts import VMIFacts
 
 if TYPE_CHECKING:
     from webhook.cluster.state import ClusterState
@@ -70,7 +71,11 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
 
 
 def with_kubevirt_limits(
-    state: ClusterState, vmi: dict, timeouts: Timeouts, migration_uid: str | None = None
+    state: ClusterState,
+    vmi: dict,
+    timeouts: Timeouts,
+    migration_uid: str | None = None,
+    facts: VMIFacts | None = None,
 ) -> tuple[Timeouts, list[str]]:
     """`timeouts` with KubeVirt's own limits for `vmi`, from the cached KubeVirt CR, policies and
     namespace labels (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps
@@ -84,6 +89,7 @@ def with_kubevirt_limits(
             state.migration_policies(),
             state.namespace_labels(namespace),
             migration_uid,
+            facts.kubevirt_data if facts is not None else None,
         )
     except InputError as exc:
         return timeouts, [f"KubeVirt's own migration limits are not known: {exc}"]
@@ -127,7 +133,7 @@ def evaluate_migration(
     source = a.get(vmi, "status.nodeName", str, ctx)
     vm = state.vm(namespace, vmi_name)
     timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
-    timeouts, kv_notes = with_kubevirt_limits(state, vmi, timeouts)
+    timeouts, kv_notes = with_kubevirt_limits(state, vmi, timeouts, facts=vf)
     if side is not None:
         return Report(
             vm_ref,
@@ -140,7 +146,8 @@ def evaluate_migration(
             notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
     launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
-    base = render_base(vmi, launcher, _source_node(state, source), launcher_requests)
+    source_node = _source_node(state, source)
+    base = render_base(vmi, launcher, source_node, launcher_requests, vf.pod if vf else None)
     pod = add_migration(base, vmim)
     blockers += pod.problems
     pa = _pod_affinity(state, pod)

@@ -334,16 +334,18 @@ def kubevirt_timeouts(
     policies: list[dict],
     namespace_labels: dict[str, str] | None,
     migration_uid: str | None = None,
+    data: tuple[int, list[str]] | None = None,
 ) -> Timeouts:
     """`guard` with KubeVirt's limits for `vmi` and who fires first (malformed memory: raises
-    InputError, as compute_timeouts does for the same field)."""
+    InputError, as compute_timeouts does for the same field). `data`: `kubevirt_data_bytes(vmi)`
+    when the caller has it (VMIFacts)."""
     eff = effective_config(vmi, kubevirts, policies, namespace_labels, migration_uid)
-    data, data_notes = kubevirt_data_bytes(vmi)
-    gb = -(-data // GB)
+    data_bytes, data_notes = data if data is not None else kubevirt_data_bytes(vmi)
+    gb = -(-data_bytes // GB)
     cfg = eff.config
     completion = cfg.completion_per_gib * gb
     kv = KubeVirtTimeouts(
-        data_bytes=data,
+        data_bytes=data_bytes,
         data_gb=gb,
         completion_timeout_per_gib=cfg.completion_per_gib,
         completion_timeout_seconds=completion,

@@ -119,35 +119,92 @@ def _machine_type(vmi: dict, ctx: str) -> str:
     )
 
 
-def _rendered_selector(
-    vmi: dict, ctx: str, source_selector: dict[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(nodeSelector, key -> origin) as NodeSelectorRenderer.Render builds it for this VMI."""
-    origin: dict[str, str] = {SCHEDULABLE: KUBEVIRT}
-    values: dict[str, str] = {SCHEDULABLE: "true"}
+Selector = tuple[dict[str, str], dict[str, str]]  # (key -> value, key -> origin)
+
+
+def _rendered_selector(vmi: dict, ctx: str) -> tuple[Selector, Selector]:
+    """The VMI's part of NodeSelectorRenderer.Render as (head, tail): the source pod's
+    configuration entries (`_FROM_SOURCE_POD`) go between the two."""
+    head: Selector = ({SCHEDULABLE: "true"}, {SCHEDULABLE: KUBEVIRT})
+    tail: Selector = ({}, {})
+
+    def put(part: Selector, key: str, value: str, origin: str) -> None:
+        part[0][key], part[1][key] = value, origin
+
     arch = a.get(vmi, "spec.architecture", str, ctx, "")
     if arch:
-        values[ARCH], origin[ARCH] = arch.lower(), KUBEVIRT
+        put(head, ARCH, arch.lower(), KUBEVIRT)
     for k, v in a.str_map(vmi, "spec.nodeSelector", ctx).items():
-        values[k], origin[k] = v, VM
-    for k, v in source_selector.items():
-        if k.startswith(_FROM_SOURCE_POD):
-            values[k], origin[k] = v, KUBEVIRT
+        put(head, k, v, VM)
     if a.get(vmi, "spec.domain.cpu.dedicatedCpuPlacement", bool, ctx, False):
-        values[CPU_MANAGER], origin[CPU_MANAGER] = "true", KUBEVIRT
+        put(tail, CPU_MANAGER, "true", KUBEVIRT)
     model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
     if model and model not in (HOST_MODEL, "host-passthrough"):
-        values[CPU_MODEL + model], origin[CPU_MODEL + model] = "true", FROM_CPU
+        put(tail, CPU_MODEL + model, "true", FROM_CPU)
     machine = _machine_type(vmi, ctx)
     if machine:
-        values[MACHINE_TYPE + machine], origin[MACHINE_TYPE + machine] = "true", FROM_MACHINE_TYPE
+        put(tail, MACHINE_TYPE + machine, "true", FROM_MACHINE_TYPE)
     if model:  # CPUModelLabelFromCPUModel fails without a model, and then no feature is added
         for i, feature in a.dicts(vmi, "spec.domain.cpu.features", ctx):
             path = f"spec.domain.cpu.features[{i}]"
             name = a.get(feature, "name", str, ctx, "", path)
             if name and a.get(feature, "policy", str, ctx, "", path) in ("", "require"):
-                values[CPU_FEATURE + name], origin[CPU_FEATURE + name] = "true", FROM_CPU
-    return values, origin
+                put(tail, CPU_FEATURE + name, "true", FROM_CPU)
+    return head, tail
+
+
+@dataclass(frozen=True, slots=True)
+class VMIPod:
+    """What the target pod takes from the VMI alone: read once per VMI object (VMIFacts), so
+    a decision renders only what depends on the launcher pod, the source node and the VMIM."""
+
+    ctx: str
+    namespace: str
+    uid: str
+    head: Selector
+    tail: Selector
+    model: str
+    vm_terms: list[dict] | None
+    rejected_labels: dict[str, str]
+    tolerations: list[dict]
+    labels: dict[str, str]  # the VMI's own, for a pod rendered without a launcher
+    requests: Resources  # rendered from the VMI, for a pod without a launcher
+    affinity: list[dict]  # required podAffinity terms, resolved against the pod's labels
+    anti_affinity: list[dict]
+    scheduler_name: str
+
+
+def read_vmi_pod(vmi: dict) -> VMIPod:
+    """The VMI's part of its target pod; raises InputError on malformed fields."""
+    ctx = a.describe(vmi, "VirtualMachineInstance")
+    head, tail = _rendered_selector(vmi, ctx)
+    terms = a.get(
+        vmi, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", dict, ctx
+    )
+    vm_terms = None
+    if terms is not None:
+        vm_terms = [
+            t for _, t in a.dicts(terms, "nodeSelectorTerms", ctx, "spec.affinity.nodeAffinity")
+        ]
+    required = "requiredDuringSchedulingIgnoredDuringExecution"
+    return VMIPod(
+        ctx=ctx,
+        namespace=a.namespace_of(vmi, ctx) or "default",
+        uid=a.get(vmi, "metadata.uid", str, ctx, ""),
+        head=head,
+        tail=tail,
+        model=a.get(vmi, "spec.domain.cpu.model", str, ctx, ""),
+        vm_terms=vm_terms,
+        rejected_labels=_rejected_labels(vmi, ctx),
+        tolerations=with_default_tolerations([t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]),
+        labels=a.str_map(vmi, "metadata.labels", ctx),
+        requests=_vmi_requests(vmi, ctx),
+        affinity=[t for _, t in a.dicts(vmi, f"spec.affinity.podAffinity.{required}", ctx)],
+        anti_affinity=[
+            t for _, t in a.dicts(vmi, f"spec.affinity.podAntiAffinity.{required}", ctx)
+        ],
+        scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
+    )
 
 
 def _rejected_labels(vmi: dict, ctx: str) -> dict[str, str]:
@@ -241,27 +298,27 @@ def render_base(
     source_pod: dict | None,
     source: SourceNode | None,
     source_requests: Resources | None = None,
+    vmi_pod: VMIPod | None = None,
 ) -> TargetPod:
     """The target pod of migrating `vmi`, before what a VMIM asks (see `add_migration`).
 
-    Depends only on its arguments, so the state keeps it while they are the same objects.
     `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
     `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
     `source`: the node the VMI runs on (None: unknown, so the host-model and vendor entries cannot
-    be added and are not judged).
+    be added and are not judged); `vmi_pod`: `read_vmi_pod(vmi)` when the caller has it (VMIFacts).
     """
-    ctx = a.describe(vmi, "VirtualMachineInstance")
-    namespace = a.namespace_of(vmi, ctx) or "default"
+    v = vmi_pod if vmi_pod is not None else read_vmi_pod(vmi)
     pod_ctx = a.describe(source_pod, "Pod")
     source_selector = (
         a.str_map(source_pod, "spec.nodeSelector", pod_ctx) if source_pod is not None else {}
     )
-    selector, origin = _rendered_selector(vmi, ctx, source_selector)
+    from_pod = {k: val for k, val in source_selector.items() if k.startswith(_FROM_SOURCE_POD)}
+    selector = {**v.head[0], **from_pod, **v.tail[0]}
+    origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}
     problems: list[Problem] = []
 
-    model = a.get(vmi, "spec.domain.cpu.model", str, ctx, "")
     if source is not None:
-        if model == HOST_MODEL:
+        if v.model == HOST_MODEL:
             host = _host_model_selector(source_selector, source)
             if host is None:
                 problems.append(
@@ -274,58 +331,42 @@ def render_base(
                     )
                 )
             else:
-                for k, v in host.items():
-                    selector[k], origin[k] = v, FROM_HOST_MODEL
+                selector.update(host)
+                origin.update(dict.fromkeys(host, FROM_HOST_MODEL))
         if source.vendor is not None and vendor_key(selector) is None:
             selector[source.vendor], origin[source.vendor] = "true", FROM_VENDOR
-
-    terms = a.get(
-        vmi, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", dict, ctx
-    )
-    vm_terms = None
-    if terms is not None:
-        vm_terms = [
-            t for _, t in a.dicts(terms, "nodeSelectorTerms", ctx, "spec.affinity.nodeAffinity")
-        ]
 
     if source_pod is not None:
         labels = dict(a.str_map(source_pod, "metadata.labels", pod_ctx))
         requests = source_requests if source_requests is not None else pod_requests(source_pod)
     else:
-        labels = {**a.str_map(vmi, "metadata.labels", ctx), "kubevirt.io": "virt-launcher"}
-        requests = _vmi_requests(vmi, ctx)
-    uid = a.get(vmi, "metadata.uid", str, ctx, "")
-    if uid:
-        labels[CREATED_BY] = uid
+        labels = {**v.labels, "kubevirt.io": "virt-launcher"}
+        requests = v.requests
+    if v.uid:
+        labels[CREATED_BY] = v.uid
 
-    def pod_terms(kind: str) -> list[Term]:
-        path = f"spec.affinity.{kind}.requiredDuringSchedulingIgnoredDuringExecution"
-        out = []
-        for _, t in a.dicts(vmi, path, ctx):
-            term = resolve_term(t, namespace, labels)
-            if term is not None:
-                out.append(term)
-        return out
+    def resolved(terms: list[dict]) -> list[Term]:
+        return [
+            t for t in (resolve_term(raw, v.namespace, labels) for raw in terms) if t is not None
+        ]
 
-    anti = pod_terms("podAntiAffinity")
-    if uid:  # createMigrationPodAntiAffinityRule
+    anti = resolved(v.anti_affinity)
+    if v.uid:  # createMigrationPodAntiAffinityRule
         anti.append(
-            Term({"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME_LABEL)
+            Term({"matchLabels": {CREATED_BY: v.uid}}, frozenset({v.namespace}), HOSTNAME_LABEL)
         )
-
-    tolerations = [t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]
     return TargetPod(
-        namespace=namespace,
+        namespace=v.namespace,
         labels=labels,
         node_selector=selector,
         origin=origin,
-        vm_affinity_terms=vm_terms,
-        rejected_labels=_rejected_labels(vmi, ctx),
-        tolerations=with_default_tolerations(tolerations),
+        vm_affinity_terms=v.vm_terms,
+        rejected_labels=v.rejected_labels,
+        tolerations=v.tolerations,
         requests=requests,
-        affinity_terms=tuple(pod_terms("podAffinity")),
+        affinity_terms=tuple(resolved(v.affinity)),
         anti_affinity_terms=tuple(anti),
-        scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
+        scheduler_name=v.scheduler_name,
         rendered=source_pod is None,
         source_node_known=source is not None,
         problems=tuple(problems),
