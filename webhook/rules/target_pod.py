@@ -20,8 +20,12 @@ What is taken from the source launcher pod, because rendering it needs KubeVirt'
 its resource requests (memory overhead, device-plugin resources, hugepages) and the selector
 entries of KubeVirt features read from that configuration (`_FROM_SOURCE_POD`). Without a launcher
 pod, requests are rendered from the VMI (`rendered` is True and the report says so).
-Not judged here: cluster-wide node selectors from the KubeVirt CR (not cached yet), topology spread
-constraints, and preemption by priority (docs/internals.md).
+Not judged here: the KubeVirt CR's cluster-wide `developerConfiguration.nodeSelectors` (the CR is
+cached, its selectors not applied yet), topology spread constraints, and preemption by priority
+(docs/internals.md).
+
+Split for speed: `read_vmi_pod` is the VMI's part (computed once per VMI object, in VMIFacts),
+`render_base` adds the launcher pod and the source node, `add_migration` the VMIM.
 """
 
 from __future__ import annotations
