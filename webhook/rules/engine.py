@@ -66,7 +66,9 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
             f"the VM's pods are placed by scheduler '{pod.scheduler_name}', not kube-scheduler: "
             "only Harvester's node rules are checked"
         )
-    notes += [f"{what} is not judged (Namespace labels are not cached)" for what in pa.unjudged]
+    notes += [
+        f"{what} is not judged (namespaceSelector is not evaluated yet)" for what in pa.unjudged
+    ]
     return notes
 
 

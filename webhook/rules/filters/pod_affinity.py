@@ -8,8 +8,8 @@ Three checks for a candidate node (pkg/scheduler/framework/plugins/interpodaffin
 - existing pods' required anti-affinity: no pod whose term matches the incoming pod may run in the
   node's domain for that term.
 A term's namespaces: `namespaces`, else the owner's namespace; an empty `namespaceSelector` means
-every namespace. A non-empty `namespaceSelector` is not judged (Namespace labels are not cached):
-such a term never refuses a node, and the report says so. `matchLabelKeys` / `mismatchLabelKeys`
+every namespace. A non-empty `namespaceSelector` is not judged yet (the cache holds Namespace
+labels now, for MigrationPolicies): such a term never refuses a node, and the report says so. `matchLabelKeys` / `mismatchLabelKeys`
 add the owner's values to the selector as the API server does.
 """
 
