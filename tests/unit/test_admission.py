@@ -204,3 +204,12 @@ def test_extensions_are_registered_with_cache_and_settings():
 def test_warnings_are_clipped():
     long = admission_review._clip("x" * 1000)
     assert len(long) == admission_review.MAX_WARNING_CHARS and long.endswith("...")
+
+
+def test_odd_slashes_get_json_never_an_html_redirect():
+    """Found by the bad-input fuzzer: Werkzeug answered `//` in a path with a 308 HTML page."""
+    c = client(cluster())
+    for path in ("//healthz", "/v1/namespaces/vms/virtualmachines//migration-targets"):
+        resp = c.get(path)
+        assert resp.status_code == 404 and resp.get_json()["error"] == "NotFound", path
+    assert c.get("/healthz/").get_json() == {"status": "ok"}

@@ -175,6 +175,10 @@ def create_app(
 ) -> Flask:
     """The Flask app; see the module docstring for the extension hook."""
     app = Flask("migration_guard")
+    # A path with `//` or a missing trailing slash is a 404 naming it, not an HTML redirect:
+    # API clients (kube-apiserver, the UI) do not follow redirects to another spelling.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     metrics = metrics or WebhookMetrics()
