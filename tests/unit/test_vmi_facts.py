@@ -64,6 +64,15 @@ def test_a_malformed_vmi_is_named_the_same_way():
     assert all("spec.domain.cpu.model" in r for r in results)
 
 
+def test_requests_that_are_not_a_map_are_named_the_same_way():
+    """Found by the fuzzer below once the VMI's part of the target pod moved into its facts."""
+    objs = scene()
+    vmi = next(x for x in objs if x["kind"] == "VirtualMachineInstance")
+    vmi["spec"]["domain"].setdefault("resources", {})["requests"] = True
+    results = same_both_ways(objs, o.vmim("mine", target="node-2"))
+    assert all("spec.domain.resources.requests must be a map" in r for r in results)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), JSON)
 def test_any_field_replaced_by_anything(data, value):

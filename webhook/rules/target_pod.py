@@ -100,7 +100,7 @@ def _vmi_requests(vmi: dict, ctx: str) -> Resources:
     base = "spec.domain.resources"
     out: Resources = {}
     for part in ("limits", "requests"):
-        for name, value in (resources.get(part) or {}).items():
+        for name, value in a.get(resources, part, dict, ctx, {}, base).items():
             out[name] = amount(name, value, ctx, f"{base}.{part}.{name}")
     if "memory" not in out:
         guest = a.get(vmi, "spec.domain.memory.guest", object, ctx)
