@@ -64,6 +64,23 @@ _FROM_SOURCE_POD = (
     "kubevirt.io/secureexecution",
 )
 
+# Equal small maps many VMIs or nodes carry (a selector part, requests, a host model) are kept
+# once: a cache of 20,000 VMIs holds a few kinds of them. Read-only by contract, like all cached
+# objects; bounded, beyond which values are simply not shared.
+_SHARED: dict[tuple, dict] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(value: dict) -> dict:
+    key = (type(value), *value.items())
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[key] = value
+    return value
+
+
 # Where a nodeSelector entry of the target pod comes from, for the reasons a node fails it.
 VM, MIGRATION, KUBEVIRT = "vm", "migration", "kubevirt"
 FROM_HOST_MODEL, FROM_VENDOR, FROM_MACHINE_TYPE, FROM_CPU = "host-model", "vendor", "machine", "cpu"
@@ -154,7 +171,7 @@ def _rendered_selector(vmi: dict, ctx: str) -> tuple[Selector, Selector]:
             name = a.get(feature, "name", str, ctx, "", path)
             if name and a.get(feature, "policy", str, ctx, "", path) in ("", "require"):
                 put(tail, CPU_FEATURE + name, "true", FROM_CPU)
-    return head, tail
+    return (_shared(head[0]), _shared(head[1])), (_shared(tail[0]), _shared(tail[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +179,6 @@ class VMIPod:
     """What the target pod takes from the VMI alone: read once per VMI object (VMIFacts), so
     a decision renders only what depends on the launcher pod, the source node and the VMIM."""
 
-    ctx: str
     namespace: str
     uid: str
     head: Selector
@@ -173,8 +189,8 @@ class VMIPod:
     tolerations: list[dict]
     labels: dict[str, str]  # the VMI's own, for a pod rendered without a launcher
     requests: Resources  # rendered from the VMI, for a pod without a launcher
-    affinity: list[dict]  # required podAffinity terms, resolved against the pod's labels
-    anti_affinity: list[dict]
+    affinity: tuple[dict, ...]  # required podAffinity terms, resolved against the pod's labels
+    anti_affinity: tuple[dict, ...]
     scheduler_name: str
 
 
@@ -192,23 +208,31 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
         ]
     required = "requiredDuringSchedulingIgnoredDuringExecution"
     return VMIPod(
-        ctx=ctx,
         namespace=a.namespace_of(vmi, ctx) or "default",
         uid=a.get(vmi, "metadata.uid", str, ctx, ""),
         head=head,
         tail=tail,
         model=a.get(vmi, "spec.domain.cpu.model", str, ctx, ""),
         vm_terms=vm_terms,
-        rejected_labels=_rejected_labels(vmi, ctx),
-        tolerations=with_default_tolerations([t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]),
+        rejected_labels=_shared(_rejected_labels(vmi, ctx)),
+        tolerations=_tolerations(vmi, ctx),
         labels=a.str_map(vmi, "metadata.labels", ctx),
-        requests=_vmi_requests(vmi, ctx),
-        affinity=[t for _, t in a.dicts(vmi, f"spec.affinity.podAffinity.{required}", ctx)],
-        anti_affinity=[
+        requests=_shared(_vmi_requests(vmi, ctx)),
+        affinity=tuple(t for _, t in a.dicts(vmi, f"spec.affinity.podAffinity.{required}", ctx)),
+        anti_affinity=tuple(
             t for _, t in a.dicts(vmi, f"spec.affinity.podAntiAffinity.{required}", ctx)
-        ],
+        ),
         scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
     )
+
+
+_DEFAULT_TOLERATIONS_ONLY = with_default_tolerations([])
+
+
+def _tolerations(vmi: dict, ctx: str) -> list[dict]:
+    """The VMI's tolerations and the API server's defaults (one shared list when it has none)."""
+    own = [t for _, t in a.dicts(vmi, "spec.tolerations", ctx)]
+    return with_default_tolerations(own) if own else _DEFAULT_TOLERATIONS_ONLY
 
 
 def _rejected_labels(vmi: dict, ctx: str) -> dict[str, str]:
@@ -245,7 +269,7 @@ def source_node(labels: dict[str, str]) -> SourceNode:
             entries[CPU_FEATURE + k[len(HOST_MODEL_FEATURE) :]] = v
     host_model = None
     if model is not None:
-        host_model = {**entries, HOST_MODEL_MIGRATION + model[0]: model[1]}
+        host_model = _shared({**entries, HOST_MODEL_MIGRATION + model[0]: model[1]})
     return SourceNode(host_model, vendor_key(labels))
 
 
@@ -349,7 +373,7 @@ def render_base(
     if v.uid:
         labels[CREATED_BY] = v.uid
 
-    def resolved(terms: list[dict]) -> list[Term]:
+    def resolved(terms: tuple[dict, ...]) -> list[Term]:
         return [
             t for t in (resolve_term(raw, v.namespace, labels) for raw in terms) if t is not None
         ]

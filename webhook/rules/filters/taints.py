@@ -24,7 +24,7 @@ def with_default_tolerations(tolerations: list[dict]) -> list[dict]:
     for default in DEFAULT_TOLERATIONS:
         taint = {"key": default["key"], "effect": "NoExecute"}
         if not any(tolerates(t, taint) for t in tolerations if isinstance(t, dict)):
-            out.append(dict(default))
+            out.append(default)  # shared: tolerations are read, never changed
     return out
 
 
