@@ -25,9 +25,8 @@ from webhook.cluster.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.progress import PrometheusSource
-from webhook.rules.engine import evaluate_migration, with_kubevirt_limits
+from webhook.rules.engine import evaluate_migration, migration_timeouts
 from webhook.rules.model import Report, TimeoutSettings
-from webhook.rules.timeouts import compute_timeouts
 
 log = logging.getLogger("migration_guard.extension")
 
@@ -204,9 +203,12 @@ class _Views:
         timeouts = None
         if vmi is not None:
             try:
-                timeouts = compute_timeouts(vmi, self.ctx.timeout_settings, vm)
-                timeouts, notes = with_kubevirt_limits(
-                    self.ctx.cache.state, vmi, timeouts, subject_uid(vmims, vmi)
+                timeouts, notes = migration_timeouts(
+                    self.ctx.cache.state,
+                    vmi,
+                    self.ctx.timeout_settings,
+                    vm,
+                    subject_uid(vmims, vmi),
                 )
                 for note in notes:
                     log.warning("VM %s/%s: %s", namespace, name, note)

@@ -166,7 +166,7 @@ def migration_status(
     """The current or last migration of a VM, or None when it never migrated.
 
     `vmims` are the VMIMs of the VM's VMI; `timeouts` from `compute_timeouts`, with KubeVirt's
-    limits for this migration (`engine.with_kubevirt_limits`) when known; `now` aware UTC.
+    limits for this migration (`engine.migration_timeouts`) when known; `now` aware UTC.
     """
     vmim = current_or_last(vmims)
     state = _state_for(vmim, vmi)
@@ -210,9 +210,7 @@ def migration_status(
         # KubeVirt's own limits (its launcher aborts by them) and who acts first
         "kubevirt": kv.to_dict() if kv else None,
         "kubevirtCompletionDeadline": format_time(kv_deadline),
-        "firesFirst": (
-            {"completion": kv.completion_first, "progress": kv.progress_first} if kv else None
-        ),
+        "firesFirst": kv.fires_first() if kv else None,
         "dataRemainingBytes": _data_remaining(vmim, state, data_remaining_bytes),
         "requestedBy": _str(annotations.get(REQUESTED_BY_ANNOTATION)),
         "failureReason": _str(state.get("failureReason")),

@@ -15,6 +15,7 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 
 from tests.harness.controlplane import ControlPlane, free_port
+from tests.harness.metrics import sample
 from webhook.cluster.kubeapi import Kube, kubevirt_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,15 +57,7 @@ class EnforcerProcess:
 
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample of the enforcer's /metrics, by name and labels."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        for family in text_string_to_metric_families(self.get("/metrics")[1]):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return sample.value
-        return None
+        return sample(self.get("/metrics")[1], name, **labels)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

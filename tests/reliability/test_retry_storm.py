@@ -13,7 +13,6 @@ answers taken from the memo, and the user's latencies before and during the stor
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import time
 import uuid
@@ -23,6 +22,7 @@ import pytest
 
 from tests.harness.kubevirt import KUBEVIRT_PATH
 from tests.harness.kubevirt_cluster import KubeVirtCluster
+from tests.harness.metrics import sample
 from tests.harness.vms import harvester_vm, iso_cdrom, vmim
 from tests.reliability.support import FIGURES, post_json
 from tests.webhook_objects import review
@@ -36,20 +36,25 @@ OLD_LAUNCHER = "quay.io/kubevirt/virt-launcher:v1.8.1"
 OUTDATED_LABEL = "kubevirt.io/outdatedLauncherImage"
 STORM_SECONDS = 20.0
 USER_REQUESTS = 40
-DENIED = 'migration_guard_kubevirt_migrations_total{origin="workload-update",result="denied"}'
-MEMO_HITS = "migration_guard_admission_memo_hits_total"
+DENIED = (
+    "migration_guard_kubevirt_migrations_total",
+    {"origin": "workload-update", "result": "denied"},
+)
+MEMO_HITS = ("migration_guard_admission_memo_hits_total", {})
 ANSWERED = [
-    f'migration_guard_admission_requests_total{{kind="VirtualMachineInstanceMigration",'
-    f'operation="CREATE",result="{result}"}}'
+    (
+        "migration_guard_admission_requests_total",
+        {"kind": "VirtualMachineInstanceMigration", "operation": "CREATE", "result": result},
+    )
     for result in ("allowed", "denied")
 ]
 
 
-def metric(hook: WebhookProcess, name: str) -> float:
+def metric(hook: WebhookProcess, which: tuple[str, dict[str, str]]) -> float:
     status, text = hook.get("/metrics")
     assert status == 200
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    name, labels = which
+    return sample(text, name, **labels) or 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -88,7 +93,7 @@ def user_latencies(
 
 
 def answered(hook: WebhookProcess) -> float:
-    return sum(metric(hook, name) for name in ANSWERED)
+    return sum(metric(hook, which) for which in ANSWERED)
 
 
 def p99(values: list[float]) -> float:

@@ -12,22 +12,12 @@ Pure: which Events to record for one decision. Why these:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from webhook.admission.events import Involved
+from webhook.admission.events import Involved, Record
 from webhook.rules.model import Problem
 from webhook.rules.origin import EVACUATION, Origin
 
 EVACUATION_BLOCKED = "EvacuationBlocked"
 MIGRATION_WARNED = "MigrationWarned"
-
-
-@dataclass(frozen=True)
-class Notice:
-    involved: Involved
-    type: str
-    reason: str
-    message: str
 
 
 def _involved(obj: dict, api_version: str, kind: str) -> Involved:
@@ -46,7 +36,7 @@ def notices(
     warn_only: str | None,
     vmi: dict | None,
     node: dict | None,
-) -> list[Notice]:
+) -> list[Record]:
     """The Events for one decision on a migration from `origin` (none for a person's)."""
     if not origin.by_kubevirt or not problems:
         return []
@@ -58,8 +48,8 @@ def notices(
             f"({warn_only}) despite: {_reasons(problems)}"
         )
         vmi_ref = _involved(vmi, "kubevirt.io/v1", "VirtualMachineInstance")
-        return [Notice(vmi_ref, "Warning", MIGRATION_WARNED, message)]
+        return [Record(vmi_ref, "Warning", MIGRATION_WARNED, message)]
     if origin.kind == EVACUATION and node is not None:
         message = f"VM {vm} cannot leave this node, migration-guard denies it: {_reasons(problems)}"
-        return [Notice(_involved(node, "v1", "Node"), "Warning", EVACUATION_BLOCKED, message)]
+        return [Record(_involved(node, "v1", "Node"), "Warning", EVACUATION_BLOCKED, message)]
     return []

@@ -85,12 +85,13 @@ def decide(
         origin = migration_origin(
             req.object or {}, req.username, settings.kubevirt_controller_users
         )
-        report = _report(cache.state, settings, req, (namespace, vmi_name), origin, memo, metrics)
+        subject = (namespace, vmi_name)
+        report = _report(cache.state, settings, req, subject, origin, memo, metrics)
     except InputError as e:
         return review.deny(req, vm, [Problem("InvalidObject", str(e))])
     warn_only = settings.warn_only(origin)
     if origin.by_kubevirt:
-        _record_kubevirts(cache.state, req, report, origin, warn_only, events, metrics)
+        _record_kubevirts(cache.state, req, subject, report, origin, warn_only, events, metrics)
     return review.respond(req, report, warn_only)
 
 
@@ -123,6 +124,7 @@ def _report(
 def _record_kubevirts(
     state: ClusterState,
     req: ReviewRequest,
+    subject: tuple[str, str],
     report: Report,
     origin: Origin,
     warn_only: str | None,
@@ -136,8 +138,7 @@ def _record_kubevirts(
         metrics.kubevirt_migrations.labels(origin.kind, result).inc()
     if events is None or req.dry_run:
         return
-    namespace, vmi_name = review.migration_subject(req)
-    vmi = state.vmi(namespace, vmi_name or "")
+    vmi = state.vmi(*subject)
     node = state.node(origin.node or report.source_node or "")
     for n in notices(origin, report.vm, problems, warn_only, vmi, node):
         events.record(n.involved, n.type, n.reason, n.message)

@@ -310,6 +310,8 @@ class ClusterState:
         slimmed = slim(obj)
         prepared = self._prepare(slimmed)
         with self._lock:
+            if self._differs(slimmed):
+                self.generation += 1
             self._put(slimmed, prepared)
 
     def remove(self, kind: str, namespace: str | None, name: str) -> None:
@@ -335,7 +337,9 @@ class ClusterState:
                 raise InputError(f"{a.describe(slimmed)}: listed as {kind}")
             ready.append((slimmed, self._prepare(slimmed)))
         with self._lock:
-            self.generation += 1
+            listed = {_key(slimmed) for slimmed, _ in ready}
+            if listed != self._objs[kind].keys() or any(self._differs(x) for x, _ in ready):
+                self.generation += 1  # a relist that found what the cache had changes nothing
             for key in list(self._objs[kind]):
                 self._drop(kind, key)
             for slimmed, prepared in ready:
@@ -385,11 +389,13 @@ class ClusterState:
         anti = tuple(t for t in terms if t is not None)
         return PodFacts(launcher, ref, pod_requests(obj), anti)
 
+    def _differs(self, obj: dict) -> bool:
+        """Whether storing `obj` changes what the rules read (the generation's test)."""
+        old = self._objs[obj["kind"]].get(_key(obj))
+        return old is None or not _same_content(old, obj)
+
     def _put(self, obj: dict, prepared: PodFacts | NodeFacts | VMIFacts | None) -> None:
         kind, key = obj["kind"], _key(obj)
-        old = self._objs[kind].get(key)
-        if old is None or not _same_content(old, obj):
-            self.generation += 1
         self._drop(kind, key)
         self._objs[kind][key] = obj
         if kind == NODE:
@@ -536,8 +542,7 @@ class ClusterState:
 
     def node_requested(self, node_name: str) -> Resources:
         """What the non-terminated pods bound to the node request, per resource."""
-        with self._lock:
-            return dict(self._requested.get(node_name, {}))
+        return self.node_usage(node_name)[0]
 
     def node_usage(self, node_name: str) -> Usage:
         """(`node_requested`, how many non-terminated pods are bound to the node)."""

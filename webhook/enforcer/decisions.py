@@ -173,7 +173,18 @@ class Plan:
     hold: str | None = None  # HOLD_POST_COPY / HOLD_ABORTING: never aborted
     hold_why: str = ""
     mode: str = ""  # migrationState.mode as the source handler reports it
-    completion_factor: int = 1  # PAUSED_COMPLETION_FACTOR while KubeVirt paused the guest
+
+    @property
+    def paused(self) -> bool:
+        """KubeVirt paused the guest to complete (allowWorkloadDisruption)."""
+        return self.mode == MODE_PAUSED
+
+    @property
+    def completion_limit(self) -> int:
+        """Seconds to complete, doubled while paused as KubeVirt doubles its own."""
+        assert self.timeouts is not None
+        factor = PAUSED_COMPLETION_FACTOR if self.paused else 1
+        return self.timeouts.completion_timeout_seconds * factor
 
 
 def hold_reason(vmim: dict, state: dict) -> tuple[str, str] | None:
@@ -256,7 +267,6 @@ def plan(
         hold=hold,
         hold_why=hold_why,
         mode=state.get("mode") or "",
-        completion_factor=PAUSED_COMPLETION_FACTOR if state.get("mode") == MODE_PAUSED else 1,
     )
 
 
@@ -276,13 +286,13 @@ def _by_deadlines(p: Plan, samples: Sequence[Sample], now: float) -> Decision:
     """ABORT when a deadline passed, else WATCH: the timing rules alone."""
     timeouts, started_at = p.timeouts, p.started_at
     assert timeouts is not None  # set whenever no verdict is settled
-    limit = timeouts.completion_timeout_seconds * p.completion_factor
+    limit = p.completion_limit
     completion_deadline = started_at + limit
     point, latest = point_and_latest(samples, started_at)
     progress_deadline = None if point is None else point.at + timeouts.progress_timeout_seconds
     remaining = None if latest is None else latest.remaining_bytes
     elapsed = now - started_at
-    paused = " (doubled: KubeVirt paused the guest)" if p.completion_factor != 1 else ""
+    paused = " (doubled: KubeVirt paused the guest)" if p.paused else ""
     if now >= completion_deadline:
         message = (
             f"Migration {p.name} of VM {p.vmi_name} exceeded its completion timeout: "
@@ -350,11 +360,10 @@ def _held(p: Plan, verdict: Decision, now: float) -> Decision:
     deadline = (
         verdict.completion_deadline if held == REASON_TIMED_OUT else verdict.progress_deadline
     ) or now
-    limit = timeouts.completion_timeout_seconds * p.completion_factor
     message = (
         f"Migration {p.name} of VM {p.vmi_name} was not aborted although its {passed} passed "
         f"{now - deadline:.0f} s ago (mode {p.mode or 'unknown'}): {p.hold_why}. "
-        f"{timeouts.data_gib} GiB of data, completion limit {limit} s, progress limit "
+        f"{timeouts.data_gib} GiB of data, completion limit {p.completion_limit} s, progress limit "
         f"{timeouts.progress_timeout_seconds} s, elapsed {now - p.started_at:.0f} s, "
         f"data remaining {format_bytes(verdict.remaining_bytes)}"
     )

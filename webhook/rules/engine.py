@@ -72,16 +72,19 @@ def _notes(pod: TargetPod, source: str | None, pa: pod_affinity.PodAffinityConte
     return notes
 
 
-def with_kubevirt_limits(
+def migration_timeouts(
     state: ClusterState,
     vmi: dict,
-    timeouts: Timeouts,
+    settings: TimeoutSettings,
+    vm: dict | None,
     migration_uid: str | None = None,
     facts: VMIFacts | None = None,
 ) -> tuple[Timeouts, list[str]]:
-    """`timeouts` with KubeVirt's own limits for `vmi`, from the cached KubeVirt CR, policies and
-    namespace labels (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps
-    migration-guard's alone, with a note."""
+    """migration-guard's deadlines for `vmi` (`compute_timeouts`, InputError on a bad field) with
+    KubeVirt's own limits, from the cached KubeVirt CR, policies and namespace labels
+    (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps migration-guard's
+    alone, with a note. `facts`: the VMI's VMIFacts when the caller has them."""
+    timeouts = compute_timeouts(vmi, settings, vm, data=facts.data_bytes if facts else None)
     namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
     try:
         out = kubevirt_timeouts(
@@ -134,8 +137,7 @@ def evaluate_migration(
     blockers += missing_nads
     source = a.get(vmi, "status.nodeName", str, ctx)
     vm = state.vm(namespace, vmi_name)
-    timeouts = compute_timeouts(vmi, settings, vm, data=vf.data_bytes if vf else None)
-    timeouts, kv_notes = with_kubevirt_limits(state, vmi, timeouts, facts=vf)
+    timeouts, kv_notes = migration_timeouts(state, vmi, settings, vm, facts=vf)
     if side is not None:
         return Report(
             vm_ref,

@@ -37,6 +37,7 @@ from typing import Any
 from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.model import GUARD, KUBEVIRT, SAME, KubeVirtTimeouts, Timeouts, TimeoutSettings
+from webhook.rules.timeouts import memory_data_bytes
 
 DEFAULT_COMPLETION_PER_GIB = 150  # MigrationCompletionTimeoutPerGiB
 DEFAULT_PROGRESS_SECONDS = 150  # MigrationProgressTimeout
@@ -296,12 +297,7 @@ def kubevirt_data_bytes(vmi: dict) -> tuple[int, list[str]]:
     """
     notes: list[str] = []
     ctx = a.describe(vmi, "VirtualMachineInstance")
-    total = 0
-    for path in ("spec.domain.memory.guest", "spec.domain.resources.requests.memory"):
-        value = a.get(vmi, path, object, ctx)
-        if value is not None:
-            total = a.mem(value, ctx, path)
-            break
+    total = memory_data_bytes(vmi)
     for i, mv in a.dicts(vmi, "status.migratedVolumes", ctx):
         info = a.get(mv, "sourcePVCInfo", dict, ctx, None, f"status.migratedVolumes[{i}]")
         if info is None:

@@ -92,6 +92,10 @@ class KubeVirtTimeouts:
             return "abort"
         return "post-copy" if self.allow_post_copy else "pause"
 
+    def fires_first(self) -> dict[str, str]:
+        """Who acts first on each limit (GUARD, KUBEVIRT or SAME), as the report shows it."""
+        return {"completion": self.completion_first, "progress": self.progress_first}
+
     def to_dict(self) -> dict:
         return {
             "dataBytes": self.data_bytes,
@@ -129,7 +133,7 @@ class Timeouts:
         kv = self.kubevirt
         if kv is not None:
             out["kubevirt"] = kv.to_dict()
-            out["firesFirst"] = {"completion": kv.completion_first, "progress": kv.progress_first}
+            out["firesFirst"] = kv.fires_first()
         return out
 
 
