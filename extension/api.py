@@ -2,8 +2,8 @@
 
 Thin layer: each view authenticates, authorizes in the VM's namespace (before saying whether the
 VM exists), then calls the rule engine or the pure helpers of `extension.actions` and
-`extension.status`. Every answer is JSON; every failure is `{"error": ...}` with a 4xx/5xx code
-chosen here, never a traceback. Decisions use the same watch-fed cache as the webhook, so the
+`extension.status`. Every answer is JSON; every failure is `{"error": ...}` (also a Kubernetes
+Status, for kubectl) with a 4xx/5xx code chosen here, never a traceback. Decisions use the same watch-fed cache as the webhook, so the
 nodes offered here are the nodes the webhook admits.
 """
 
@@ -17,10 +17,12 @@ from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from extension import actions
-from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, AuthError, User
+from extension import actions, aggregated
+from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, Credentials
 from extension.openapi import build_spec
 from extension.status import migration_status, subject_uid
+from extension.user import AuthError, User
+from webhook.admission import connection
 from webhook.cluster.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
@@ -71,8 +73,34 @@ class ApiError(Exception):
         self.extra = extra
 
 
+# metav1.Status reasons, so kubectl prints our message through the aggregated API.
+_STATUS_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    422: "Invalid",
+    502: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
 def error_response(status: int, message: str, **extra: Any) -> Response:
-    response = jsonify({"error": message, **extra})
+    """`{"error": message, **extra}`, which is also a Kubernetes Status (kind, code, reason,
+    message): the UI reads `error`, kubectl and client-go read the Status."""
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": status,
+        "reason": _STATUS_REASONS.get(status, "Unknown"),
+        "message": message,
+        "error": message,
+        **extra,
+    }
+    response = jsonify(body)
     response.status_code = status
     return response
 
@@ -101,6 +129,12 @@ def create_blueprint(ctx: ExtensionContext) -> Blueprint:
         methods=["GET"],
     )
     bp.add_url_rule("/openapi.json", "openapi", views.openapi, methods=["GET"])
+    # The same views as an aggregated API, reached through kube-apiserver (extension.aggregated).
+    bp.add_url_rule(aggregated.PREFIX, "discovery", views.discovery, methods=["GET"])
+    for sub in aggregated.SUBRESOURCES:
+        bp.add_url_rule(
+            aggregated.route(sub), f"api_{sub.name}", getattr(views, sub.view), methods=[sub.method]
+        )
 
     @bp.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -143,7 +177,12 @@ class _Views:
     # --- shared steps -------------------------------------------------------------------------
 
     def _user(self) -> User:
-        return self.ctx.authenticator.authenticate(request.headers.get("Authorization"))
+        credentials = Credentials(
+            authorization=request.headers.get("Authorization"),
+            peer=connection.peer_certificate(request.environ),
+            headers=connection.raw_headers() or list(request.headers.items()),
+        )
+        return self.ctx.authenticator.authenticate(credentials)
 
     def _vm(self, namespace: str, name: str, fresh: bool = False) -> dict:
         """The VM (cache first unless `fresh`, then the API), or 404."""
@@ -183,6 +222,9 @@ class _Views:
 
     def openapi(self) -> Response:
         return jsonify(build_spec())
+
+    def discovery(self) -> Response:
+        return jsonify(_DISCOVERY)
 
     def migration_targets(self, namespace: str, name: str) -> Response:
         user = self._user()
@@ -237,6 +279,16 @@ class _Views:
             return jsonify({"nodes": nodes})
         if action == "migrate":
             return self._migrate(user, namespace, name)
+        return self._abort(user, namespace, name)
+
+    def migrate(self, namespace: str, name: str) -> Response:
+        user = self._user()
+        actions.check_names(namespace, name)
+        return self._migrate(user, namespace, name)
+
+    def abort(self, namespace: str, name: str) -> Response:
+        user = self._user()
+        actions.check_names(namespace, name)
         return self._abort(user, namespace, name)
 
     def _migrate(self, user: User, namespace: str, name: str) -> Response:
@@ -322,6 +374,9 @@ class _Views:
         raise ApiError(409, f"the migration of VM {namespace}/{name} kept changing; retry")
 
 
+_DISCOVERY = aggregated.discovery()
+
+
 def _target_detail(report: Report) -> dict:
     """For a refused target: every reason of that node, with its code (as the lookup lists)."""
     verdict = report.target_verdict() if report.target else None
@@ -333,14 +388,17 @@ def _target_detail(report: Report) -> dict:
 def register_extension(app: Flask, cache: Any, settings: Any) -> None:
     """The webhook server's extension hook (`create_app(..., extensions=[register_extension])`).
 
-    Uses the cache's own API client (the server's identity) for reviews and VMIM writes, and the
-    server's timeout settings, so the deadlines shown are the ones the webhook warns about.
+    Uses the cache's own API client (the server's identity) for reviews and VMIM writes, the
+    server's timeout settings, so the deadlines shown are the ones the webhook warns about, and
+    the front-proxy trust the server keeps (`app.extensions["migration_guard"]["front_proxy"]`,
+    an extension.trust.FrontProxyTrust, absent when no front proxy is trusted).
     """
     kube = Kube(cache.api)
+    trust = app.extensions["migration_guard"].get("front_proxy")
     ctx = ExtensionContext(
         cache=cache,
         kube=kube,
-        authenticator=Authenticator(kube),
+        authenticator=Authenticator(kube, front_proxy=lambda: trust.config if trust else None),
         timeout_settings=settings.timeouts,
         data_remaining=_data_remaining_from(settings.prometheus_url),
     )

@@ -1,10 +1,14 @@
-"""Who is calling and what they may do: TokenReview and SubjectAccessReview against the API server.
+"""Who is calling and what they may do: front proxy or TokenReview, then SubjectAccessReview.
 
 The extension acts with its own service account, so it must check each caller itself, exactly as
-the API server would: the bearer token is reviewed by the API server (TokenReview; answers cached
-for a few seconds under a hash of the token, never the token itself), and every call is
-authorized with a SubjectAccessReview in the VM's namespace. Permission is checked before the VM
-is looked up, so a caller learns nothing about namespaces they may not read.
+the API server would. Callers come two ways, tried in k8s.io/apiserver's order:
+- through kube-apiserver's aggregator (the UI, `kubectl get --raw`): a front-proxy client
+  certificate with the user in headers (extension.frontproxy);
+- directly with `Authorization: Bearer <token>` (API clients): the token is reviewed by the API
+  server (TokenReview; answers cached for a few seconds under a hash of the token, never the
+  token itself).
+Every call is then authorized with a SubjectAccessReview in the VM's namespace. Permission is
+checked before the VM is looked up, so a caller learns nothing about namespaces they may not read.
 """
 
 from __future__ import annotations
@@ -13,32 +17,16 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from extension.frontproxy import RequestHeaderConfig, check_common_name, identity
+from extension.user import AuthError, User
+from webhook.admission.connection import PeerCertificate
 from webhook.cluster.kubeapi import Kube, KubeError
 
 TOKEN_CACHE_TTL_S = 10.0
 TOKEN_CACHE_MAX = 4096
-
-
-class AuthError(Exception):
-    """Authentication or authorization failed; `status` is the HTTP code to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class User:
-    """The caller as the API server knows them (TokenReview `status.user`)."""
-
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,15 +41,33 @@ class Permission:
         return f"{self.verb} {self.resource}.{self.group}"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents: its Authorization header, its verified client certificate (None
+    when it sent none) and its headers as received (repeats kept)."""
+
+    authorization: str | None = None
+    peer: PeerCertificate | None = None
+    headers: Sequence[tuple[str, str]] = ()
+
+
 GET_VMS = Permission("get", "virtualmachines")
 CREATE_VMIMS = Permission("create", "virtualmachineinstancemigrations")
 DELETE_VMIMS = Permission("delete", "virtualmachineinstancemigrations")
 
 
+MISSING_BEARER = "missing Authorization header: send 'Authorization: Bearer <token>'"
+
+
+def _names_a_user(headers: Sequence[tuple[str, str]], config: RequestHeaderConfig | None) -> bool:
+    names = {h.lower() for h in (config.username_headers if config else DEFAULT_USER_HEADERS)}
+    return any(k.lower() in names and v.strip() for k, v in headers)
+
+
 def bearer_token(header: str | None) -> str:
     """The token of an `Authorization: Bearer <token>` header, or AuthError(401) naming the problem."""
     if not header:
-        raise AuthError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
+        raise AuthError(401, MISSING_BEARER)
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         raise AuthError(401, f"unsupported authorization scheme {scheme!r}: use 'Bearer <token>'")
@@ -148,15 +154,65 @@ class TokenCache:
                 self._entries.popitem(last=False)
 
 
-class Authenticator:
-    """Checks callers against the API server the extension talks to."""
+DEFAULT_USER_HEADERS = ("X-Remote-User",)
 
-    def __init__(self, kube: Kube, cache: TokenCache | None = None) -> None:
+
+class Authenticator:
+    """Checks callers against the API server the extension talks to.
+
+    `front_proxy`: the current front-proxy settings (extension.trust.FrontProxyTrust.config), or
+    None when no front proxy is trusted.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        cache: TokenCache | None = None,
+        front_proxy: Callable[[], RequestHeaderConfig | None] = lambda: None,
+    ) -> None:
         self.kube = kube
         self.cache = cache or TokenCache()
+        self.front_proxy = front_proxy
         self.reviews = 0  # TokenReviews sent (the cache keeps this low)
 
-    def authenticate(self, header: str | None) -> User:
+    def authenticate(self, credentials: Credentials) -> User:
+        """The caller: the front proxy's user, else the bearer token's, else AuthError(401)
+        naming why neither was accepted."""
+        refused = None
+        if credentials.peer is not None:
+            user, refused = self._front_proxy_user(credentials)
+            if user is not None:
+                return user
+        if credentials.authorization:
+            return self._token_user(credentials.authorization)
+        if refused is None and _names_a_user(credentials.headers, self.front_proxy()):
+            refused = (
+                "identity headers (X-Remote-User) are ignored without a front-proxy client "
+                "certificate: call through kube-apiserver, or send 'Authorization: Bearer <token>'"
+            )
+        raise AuthError(401, refused or MISSING_BEARER)
+
+    def _front_proxy_user(self, credentials: Credentials) -> tuple[User | None, str | None]:
+        """(user, None), or (None, why the certificate's identity is not believed)."""
+        peer = credentials.peer
+        assert peer is not None
+        config = self.front_proxy()
+        if config is None or peer.client_ca != config.ca_pem:
+            return None, (
+                "the client certificate was verified with a front-proxy CA that is no longer "
+                "trusted (kube-apiserver's requestheader CA changed): reconnect"
+            )
+        try:
+            check_common_name(config, peer.common_name)
+        except AuthError as exc:
+            return None, exc.message
+        user = identity(config, credentials.headers)
+        if user is None:
+            names = ", ".join(config.username_headers)
+            return None, f"the front proxy's request names no user (no {names} header)"
+        return user, None
+
+    def _token_user(self, header: str) -> User:
         token = bearer_token(header)
         key = token_key(token)
         hit, user = self.cache.get(key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from extension import aggregated
 from extension.actions import ACTIONS
 from extension.status import ABORTABLE_PHASES
 
@@ -58,6 +59,12 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["error"],
         "properties": {
             "error": {"type": "string", "description": "What is wrong, for a person."},
+            "kind": {"type": "string", "enum": ["Status"], "description": "A Kubernetes Status."},
+            "apiVersion": {"type": "string"},
+            "status": {"type": "string", "enum": ["Failure"]},
+            "code": {"type": "integer", "description": "The HTTP status."},
+            "reason": {"type": "string", "description": "Kubernetes' reason, e.g. Forbidden."},
+            "message": {"type": "string", "description": "The same text as error."},
             "causes": {"type": "array", "items": _ref("Cause")},
             "target": {"type": "string", "description": "The refused target node."},
             "targetReasons": {
@@ -228,8 +235,11 @@ _SPEC: dict[str, Any] = {
         "version": VERSION,
         "description": (
             "Live-migration actions and reports for the Harvester UI. Every call needs "
-            "'Authorization: Bearer <token>' (checked with a TokenReview) and is authorized "
-            "with a SubjectAccessReview in the VM's namespace."
+            "'Authorization: Bearer <token>' (checked with a TokenReview), or comes through "
+            "kube-apiserver's aggregator (the /apis/" + aggregated.GROUP_VERSION + " paths; "
+            "kube-apiserver authenticates the user and authorizes the subresource, then proxies "
+            "with a front-proxy client certificate), and is authorized with a "
+            "SubjectAccessReview in the VM's namespace."
         ),
     },
     "security": [{"bearer": []}],
@@ -313,6 +323,55 @@ _SPEC: dict[str, Any] = {
         "schemas": _SCHEMAS,
     },
 }
+
+
+def _aggregated_paths() -> dict[str, Any]:
+    """The aggregated API's paths: the same operations as the direct ones they share views with."""
+    direct = _SPEC["paths"]
+    vm_path = "/v1/namespaces/{namespace}/virtualmachines/{name}"
+    action = direct["/v1/harvester/kubevirt.io.virtualmachines/{namespace}/{name}"]["post"]
+    responses = action["responses"]
+    operations = {
+        "migration_targets": direct[f"{vm_path}/migration-targets"]["get"],
+        "migration": direct[f"{vm_path}/migration"]["get"],
+        "migrate": {
+            "summary": "Evaluate the rules, then create a VMIM (body: MigrateRequest)",
+            "requestBody": action["requestBody"] | {"description": "The target, if any."},
+            "responses": {k: responses[k] for k in ("201", "400", *_COMMON_ERRORS, "413", "422")},
+        },
+        "abort": {
+            "summary": "Delete the VMIM in progress (phases " + ", ".join(ABORTABLE_PHASES) + ")",
+            "responses": {
+                "200": _json(_ref("ActionResult"), "The deleted VMIM."),
+                **_COMMON_ERRORS,
+                "409": responses["409"],
+            },
+        },
+    }
+    paths: dict[str, Any] = {
+        aggregated.PREFIX: {
+            "get": {
+                "operationId": "apiResources",
+                "summary": "Discovery: the subresources and their verbs (an APIResourceList)",
+                "security": [],
+                "responses": {"200": {"description": "The APIResourceList."}},
+            }
+        }
+    }
+    for sub in aggregated.SUBRESOURCES:
+        path = aggregated.route(sub).replace("<", "{").replace(">", "}")
+        operation = copy.deepcopy(operations[sub.view])
+        operation["operationId"] = f"api{sub.kind}"
+        operation["parameters"] = _PATH_PARAMS
+        operation["description"] = (
+            f"RBAC: {sub.verb} on virtualmachines/{sub.name} in {aggregated.GROUP}, checked by "
+            "kube-apiserver; the backend checks the KubeVirt permission as on the direct path."
+        )
+        paths[path] = {sub.method.lower(): operation}
+    return paths
+
+
+_SPEC["paths"].update(_aggregated_paths())
 
 
 def build_spec() -> dict:

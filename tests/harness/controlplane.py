@@ -368,6 +368,7 @@ def start_controlplane(
                     f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
                     "--requestheader-username-headers=X-Remote-User",
                     "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-uid-headers=X-Remote-Uid",
                     "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                     f"--proxy-client-cert-file={pki['front_proxy_cert']}",
                     f"--proxy-client-key-file={pki['front_proxy_key']}",

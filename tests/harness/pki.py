@@ -72,7 +72,7 @@ def _leaf(ca: x509.Certificate, ca_key, common_name: str, client: bool = False):
 
 def write_pki(directory: Path) -> dict[str, Path]:
     """Write the files; the keys of the answer name them (ca, cert/key for kube-apiserver,
-    virt_api_cert/key, front_proxy_ca, front_proxy_cert/key, sa_key/sa_pub)."""
+    virt_api_cert/key, front_proxy_ca(_key), front_proxy_cert/key, sa_key/sa_pub)."""
     pem = serialization.Encoding.PEM
     ca, ca_key = _ca("migration-guard-test-ca")
     front_ca, front_ca_key = _ca("migration-guard-test-front-proxy-ca")
@@ -84,6 +84,7 @@ def write_pki(directory: Path) -> dict[str, Path]:
 
     write("ca", "ca.crt", ca.public_bytes(pem))
     write("front_proxy_ca", "front-proxy-ca.crt", front_ca.public_bytes(pem))
+    write("front_proxy_ca_key", "front-proxy-ca.key", _pem_key(front_ca_key))
     for prefix, issuer, common_name, client in (
         ("", (ca, ca_key), "kube-apiserver", False),
         ("virt_api_", (ca, ca_key), "virt-api", False),
@@ -101,3 +102,24 @@ def write_pki(directory: Path) -> dict[str, Path]:
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
     )
     return files
+
+
+def new_ca(directory: Path, common_name: str) -> tuple[Path, Path]:
+    """A CA of its own (certificate, key files): for tests of certificates it must not accept."""
+    cert, key = _ca(common_name)
+    return _write_pair(directory, common_name, cert, key)
+
+
+def client_cert(directory: Path, ca: Path, ca_key: Path, common_name: str) -> tuple[Path, Path]:
+    """A client certificate named `common_name` signed by the CA in files `ca`, `ca_key`."""
+    issuer = x509.load_pem_x509_certificate(ca.read_bytes())
+    issuer_key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    cert, key = _leaf(issuer, issuer_key, common_name, client=True)
+    return _write_pair(directory, f"{common_name}-client", cert, key)
+
+
+def _write_pair(directory: Path, stem: str, cert: x509.Certificate, key) -> tuple[Path, Path]:
+    cert_file, key_file = directory / f"{stem}.crt", directory / f"{stem}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(_pem_key(key))
+    return cert_file, key_file

@@ -297,7 +297,16 @@ def test_alice_with_a_role_may_act_in_her_namespace_only_and_bob_nowhere(
     # alice's own namespace: an unknown VM is 404, bad requests are 400 naming the problem
     missing = server.targets(alice, ns, "no-such-vm")
     assert missing.status_code == 404
-    assert missing.json() == {"error": f"VirtualMachine {ns}/no-such-vm not found"}
+    not_found = f"VirtualMachine {ns}/no-such-vm not found"
+    assert missing.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": 404,
+        "reason": "NotFound",
+        "message": not_found,
+        "error": not_found,
+    }
     assert server.migration(alice, ns, "no-such-vm").status_code == 404
     unknown = server.action(alice, ns, "vm1", "teleport")
     assert unknown.status_code == 400

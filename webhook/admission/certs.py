@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from webhook.admission.connection import CLIENT_CA_ATTR
 from webhook.admission.settings import Settings
 
 log = logging.getLogger("migration_guard.certs")
@@ -235,11 +236,21 @@ def _sans(cert_pem: str) -> set[str]:
     return names | {str(i) for i in ext.get_values_for_type(x509.IPAddress)}
 
 
-def make_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A server context, TLS 1.2 or newer only."""
+def make_ssl_context(cert_file: str, key_file: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """A server context, TLS 1.2 or newer only.
+
+    `client_ca`: the front proxy's CA (PEM). A client may then present a certificate, which must
+    chain to that CA alone (OpenSSL checks the chain and the clientAuth purpose); clients without
+    one (kube-apiserver calling the webhook, probes, Bearer callers) are served as before. As
+    KubeVirt's virt-api does (`tls.VerifyClientCertIfGiven`).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile=cert_file, keyfile=key_file)
+    if client_ca:
+        context.load_verify_locations(cadata=client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+        setattr(context, CLIENT_CA_ATTR, client_ca)
     return context
 
 
@@ -326,6 +337,24 @@ def patch_ca_bundle(api: k8s.ApiClient, config_name: str, ca_bundle_pem: str) ->
     raise RuntimeError(f"could not update ValidatingWebhookConfiguration {config_name}: conflicts")
 
 
+def patch_apiservice_ca_bundle(api: k8s.ApiClient, name: str, ca_bundle_pem: str) -> bool:
+    """Write the CA bundle into the APIService, so kube-apiserver trusts the serving certificate
+    when it proxies to the extension API; False if the APIService does not exist."""
+    encoded = base64.b64encode(ca_bundle_pem.encode()).decode()
+    reg = k8s.ApiregistrationV1Api(api)
+    try:
+        current = reg.read_api_service(name)
+        if current.spec.ca_bundle == encoded:
+            return True
+        reg.patch_api_service(name, {"spec": {"caBundle": encoded}})
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    log.info("wrote caBundle into APIService %s", name)
+    return True
+
+
 # ---------------------------------------------------------------- runtime
 def _digest(*paths: str) -> str:
     h = hashlib.sha256()
@@ -363,9 +392,11 @@ class CertManager:
             self.cert_file = str(settings.tls_cert_file)
             self.key_file = str(settings.tls_key_file)
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one context rebuild at a time (cert or client CA)
         self._context: ssl.SSLContext | None = None
         self._loaded_digest = ""
-        self._ca_bundle_written = ""
+        self._ca_bundle_written: dict[str, str] = {}
+        self._client_ca: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reloads = 0
@@ -389,30 +420,49 @@ class CertManager:
             _write_private(Path(self.cert_file), bundle.cert)
 
     def _sync_ca_bundle(self, ca_bundle: str) -> None:
-        name = self.settings.webhook_config_name
-        if not name or ca_bundle == self._ca_bundle_written:
-            return
-        assert self.api is not None
-        if patch_ca_bundle(self.api, name, ca_bundle):
-            self._ca_bundle_written = ca_bundle
-        else:
-            log.warning("ValidatingWebhookConfiguration %s not found; will retry", name)
+        """The CA bundle into everything that calls us: the webhook configuration, the APIService."""
+        targets = (
+            ("ValidatingWebhookConfiguration", self.settings.webhook_config_name, patch_ca_bundle),
+            ("APIService", self.settings.apiservice_name, patch_apiservice_ca_bundle),
+        )
+        for kind, name, patch in targets:
+            if not name or self._ca_bundle_written.get(kind) == ca_bundle:
+                continue
+            assert self.api is not None
+            if patch(self.api, name, ca_bundle):
+                self._ca_bundle_written[kind] = ca_bundle
+            else:
+                log.warning("%s %s not found; will retry", kind, name)
+
+    def set_client_ca(self, client_ca: str | None) -> None:
+        """Trust this front-proxy CA (PEM; None: request no client certificates) from the next
+        handshake on; connections already open keep the CA they were verified with."""
+        with self._reload_lock:
+            if client_ca == self._client_ca:
+                return
+            self._client_ca = client_ca
+            self._reload(_digest(self.cert_file, self.key_file))
+        log.info("front-proxy client CA %s", "loaded" if client_ca else "removed")
 
     def _reload_if_changed(self) -> bool:
-        digest = _digest(self.cert_file, self.key_file)
-        if digest == self._loaded_digest:
-            return False
-        context = make_ssl_context(self.cert_file, self.key_file)
-        with self._lock:
-            self._context = context
-            self._loaded_digest = digest
-            self.reloads += 1
-        self.expiry_timestamp = not_after(Path(self.cert_file).read_text()).timestamp()
+        with self._reload_lock:
+            digest = _digest(self.cert_file, self.key_file)
+            if digest == self._loaded_digest:
+                return False
+            self._reload(digest)
         log.info(
             "serving certificate loaded (expires %s)",
             dt.datetime.fromtimestamp(self.expiry_timestamp, dt.UTC).isoformat(),
         )
         return True
+
+    def _reload(self, digest: str) -> None:
+        context = make_ssl_context(self.cert_file, self.key_file, self._client_ca)
+        with self._lock:
+            self._context = context
+            self._loaded_digest = digest
+            self.reloads += 1
+        self.expiry_timestamp = not_after(Path(self.cert_file).read_text()).timestamp()
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context for the next handshake (gunicorn calls this for every new connection)."""

@@ -23,6 +23,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
+from webhook.admission import connection
 from webhook.admission.certs import CertManager
 from webhook.admission.events import EventRecorder
 from webhook.admission.metrics import WebhookMetrics
@@ -70,6 +71,13 @@ class Runtime:
             on_write=metrics.events_written.inc,
         )
         self.certs.start()
+        self.front_proxy = None
+        if settings.requestheader_configmap:
+            from extension.trust import FrontProxyTrust  # the extension API's callers
+
+            self.front_proxy = FrontProxyTrust(
+                self.api, settings.requestheader_configmap, self.certs.set_client_ca
+            ).start()
         self.cache.start()
         self.events.start()
         self.app = create_app(
@@ -79,9 +87,12 @@ class Runtime:
             extensions=extensions,
             cert_expiry=lambda: self.certs.expiry_timestamp,
             events=self.events,
+            front_proxy=self.front_proxy,
         )
 
     def stop(self) -> None:
+        if self.front_proxy is not None:
+            self.front_proxy.stop()
         self.cache.stop()
         self.certs.stop()
         self.events.stop()
@@ -103,6 +114,12 @@ class WebhookApplication(BaseApplication):
             assert self.runtime is not None, "TLS requested before the worker loaded the app"
             return self.runtime.certs.ssl_context()
 
+        def pre_request(_worker: Any, req: Any) -> None:
+            connection.remember_headers(req.headers)
+
+        def post_request(_worker: Any, _req: Any, _environ: Any, _resp: Any) -> None:
+            connection.forget_headers()
+
         def worker_exit(_server: Any, _worker: Any) -> None:
             if self.runtime is not None:
                 self.runtime.stop()
@@ -116,6 +133,8 @@ class WebhookApplication(BaseApplication):
             "certfile": cert_file,
             "keyfile": key_file,
             "ssl_context": ssl_context,
+            "pre_request": pre_request,
+            "post_request": post_request,
             "worker_exit": worker_exit,
             "timeout": 30,
             "graceful_timeout": 5,

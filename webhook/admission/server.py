@@ -3,7 +3,7 @@
 Extension hook: `create_app(..., extensions=[register_extension])` calls each
 `register_extension(app, cache, settings)` after the webhook routes exist, so extension/ can add
 blueprints that read the same cache. They also find `app.extensions["migration_guard"]`, a dict
-with "cache", "settings" and "metrics". `extra_blueprints` registers ready-made blueprints.
+with "cache", "settings", "metrics" and "front_proxy" (the front-proxy trust, or None). `extra_blueprints` registers ready-made blueprints.
 
 Every answer is JSON; nothing returns a 500 or a traceback. An unexpected error during a decision
 denies the migration (fail closed) with a message, so kubectl shows why.
@@ -39,6 +39,12 @@ from webhook.rules.origin import Origin, migration_origin
 log = logging.getLogger("migration_guard.server")
 # A refused body up to this size is read and dropped so the client sees the 413 (see below).
 MAX_DRAIN_BYTES = 16 * 1024 * 1024
+
+
+class TrustStatus(Protocol):
+    """What /readyz shows of the front-proxy trust (extension.trust.FrontProxyTrust)."""
+
+    def status(self) -> dict: ...
 
 
 class Cache(Protocol):
@@ -173,6 +179,7 @@ def create_app(
     extra_blueprints: Iterable[Blueprint] = (),
     cert_expiry: Callable[[], float] | None = None,
     events: EventRecorder | None = None,
+    front_proxy: TrustStatus | None = None,
 ) -> Flask:
     """The Flask app; see the module docstring for the extension hook."""
     app = Flask("migration_guard")
@@ -186,7 +193,12 @@ def create_app(
     metrics.bind_cache(lambda: cache.age_seconds(), lambda: cache.synced)
     if cert_expiry is not None:
         metrics.bind_cert_expiry(cert_expiry)
-    app.extensions["migration_guard"] = {"cache": cache, "settings": settings, "metrics": metrics}
+    app.extensions["migration_guard"] = {
+        "cache": cache,
+        "settings": settings,
+        "metrics": metrics,
+        "front_proxy": front_proxy,
+    }
     memo = ReportMemo()
 
     @app.post("/validate")
@@ -249,6 +261,8 @@ def create_app(
             # optional kinds whose CRD is not installed: none of them, and still ready
             "notServed": sorted(k for k, v in informers.items() if v.get("served") is False),
         }
+        if front_proxy is not None:  # informative: Bearer callers are served either way
+            detail["frontProxy"] = front_proxy.status()
         return jsonify(detail), 200 if cache.synced else 503
 
     @app.get("/metrics")

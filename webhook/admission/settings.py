@@ -37,6 +37,8 @@ class Settings:
     namespace: str = "migration-guard"
     service_name: str = "migration-guard-webhook"
     webhook_config_name: str = "migration-guard"
+    apiservice_name: str = "v1.subresources.migration-guard.io"
+    requestheader_configmap: str = "kube-system/extension-apiserver-authentication"
     cert_secret_name: str = "migration-guard-webhook-tls"
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
@@ -92,6 +94,17 @@ FLAGS: list[Flag] = [
         "webhook_config_name",
         "--webhook-config-name",
         "ValidatingWebhookConfiguration whose webhooks get the caBundle ('' = do not patch)",
+    ),
+    Flag(
+        "apiservice_name",
+        "--apiservice-name",
+        "APIService of the extension API that gets the caBundle ('' = do not patch)",
+    ),
+    Flag(
+        "requestheader_configmap",
+        "--requestheader-configmap",
+        "namespace/name of the ConfigMap where kube-apiserver publishes its front-proxy CA and "
+        "identity headers ('' = no front-proxy callers, Bearer tokens only)",
     ),
     Flag("cert_secret_name", "--cert-secret-name", "Secret that stores the generated CA and cert"),
     Flag(
@@ -237,6 +250,12 @@ def _check(s: Settings) -> None:
     for path in (s.tls_cert_file, s.tls_key_file):
         if path and not Path(path).is_file():
             raise InputError(f"TLS file {path!r} does not exist")
+    if s.requestheader_configmap:
+        namespace, _, name = s.requestheader_configmap.partition("/")
+        if not namespace or not name or "/" in name:
+            raise InputError(
+                f"--requestheader-configmap must be namespace/name, got {s.requestheader_configmap!r}"
+            )
     if s.cert_renew_before_seconds >= s.cert_validity_seconds:
         raise InputError("--cert-renew-before must be shorter than --cert-validity")
     if s.ca_validity_seconds <= s.cert_validity_seconds + s.cert_renew_before_seconds:
