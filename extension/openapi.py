@@ -138,6 +138,15 @@ _SCHEMAS: dict[str, Any] = {
             "eligibleNodes": {"type": "array", "items": {"type": "string"}},
             "timeouts": {"allOf": [_ref("Timeouts")], "nullable": True},
             "problems": {"type": "array", "items": _ref("Problem")},
+            "notes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "What the decision could not judge, and why.",
+            },
+            "nodesEvaluated": {
+                "type": "boolean",
+                "description": "False when no node was judged (the VM is not running, ...).",
+            },
         },
     },
     "Nodes": {

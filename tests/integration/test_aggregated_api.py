@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
-import time
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from extension import aggregated
-from tests.harness.controlplane import ControlPlane
+from tests.harness.controlplane import REPO, ControlPlane
 from tests.harness.pki import FRONT_PROXY_CLIENT, client_cert, new_ca
 from tests.integration.test_extension import kubectl_ok, make_node, make_vm, wait_for
 from tests.webhook_process import WebhookProcess, running_webhook
@@ -334,88 +335,65 @@ def test_readyz_shows_the_front_proxy_trust(backend):
     assert detail["configMap"] == "kube-system/extension-apiserver-authentication"
 
 
-# ---- rotation ------------------------------------------------------------------------------------
+# ---- the kubectl plugin --------------------------------------------------------------------------
 
 
-def test_rotations_need_no_restart(controlplane, namespace, tmp_path):
-    """A new requestheader CA in the ConfigMap is honoured at once, and a new serving CA reaches
-    the APIService's caBundle. The ConfigMap is a copy the test owns (kube-apiserver rewrites
-    its own); the serving CA lives 12 s, so it is replaced within a few seconds."""
-    published = json.loads(
-        kubectl_ok(
-            controlplane,
-            "get",
-            "configmap",
-            "-n",
-            "kube-system",
-            "extension-apiserver-authentication",
-            "-o",
-            "json",
-        )
-    )["data"]
-    copy = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "front-proxy", "namespace": namespace},
-        "data": published,
-    }
-    controlplane.apply_yaml(json.dumps(copy))
-    args = (
-        "--apiservice-name",
-        aggregated.APISERVICE_NAME,
-        "--requestheader-configmap",
-        f"{namespace}/front-proxy",
-        "--ca-validity",
-        "12s",
-        "--cert-validity",
-        "4s",
-        "--cert-renew-before",
-        "2s",
-        "--cert-check-interval",
-        "1s",
+def plugin(plane: ControlPlane, user: str, *args: str) -> subprocess.CompletedProcess:
+    """`kubectl migration-guard ...` as kubectl finds it: `kubectl-migration_guard` on PATH."""
+    env = plane.env(user)
+    env["PATH"] = f"{REPO / '.venv/bin'}{os.pathsep}{env['PATH']}"
+    return subprocess.run(
+        [str(plane.bin_dir / "kubectl"), "migration-guard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    with running_webhook(controlplane, *args) as hook:
-        register(controlplane, hook)
-        try:
-            first = wait_for(lambda: ca_bundle(controlplane), timeout=20, what="the caBundle")
-            served(controlplane, aggregated.PREFIX)
-            rotated = wait_for(
-                lambda: (b := ca_bundle(controlplane)) != first and b,
-                timeout=30,
-                what="a new serving CA in the APIService",
-            )
-            assert rotated.count("BEGIN CERTIFICATE") >= 1
-            served(controlplane, aggregated.PREFIX)  # kube-apiserver trusts the new CA
-
-            # the front proxy's CA rotates: certificates of the new CA are trusted from then on
-            new_ca_cert, new_ca_key = new_ca(tmp_path, "rotated-front-proxy-ca")
-            proxy = client_cert(tmp_path, new_ca_cert, new_ca_key, FRONT_PROXY_CLIENT)
-            path = vm_path(namespace, "vm1", "migrationtargets")
-            headers = {"X-Remote-User": "bob"}
-            copy["data"] = published | {"requestheader-client-ca-file": new_ca_cert.read_text()}
-            controlplane.apply_yaml(json.dumps(copy))
-            try:
-                status, body = wait_for(
-                    lambda: _try(
-                        lambda: direct(hook, path, headers, proxy, ca_bundle(controlplane))
-                    ),
-                    timeout=15,
-                    what="the new front-proxy CA to be trusted",
-                )
-            except AssertionError as e:
-                raise AssertionError(f"{e}\n{hook.log_text()[-3000:]}") from None
-            assert status == 403 and "user 'bob'" in body["error"]
-            old = (controlplane.pki["front_proxy_cert"], controlplane.pki["front_proxy_key"])
-            with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)) as info:
-                direct(hook, path, headers, old, ca_bundle(controlplane))
-            assert "unknown ca" in str(info.value).lower()
-        finally:
-            controlplane.kubectl("delete", "apiservice", aggregated.APISERVICE_NAME)
 
 
-def _try(call):
+def test_kubectl_plugin_targets_migrates_shows_and_aborts_as_the_user(
+    controlplane, backend, namespace, vm
+):
+    ns = namespace
+    everything = [s.name for s in aggregated.SUBRESOURCES]
+    controlplane.apply_yaml(
+        json.dumps(subresource_role(ns, "mg-subresources", [user("alice")], *everything))
+    )
+    controlplane.apply_yaml(
+        json.dumps(role_and_binding(ns, "kubevirt-migrator", KUBEVIRT_MIGRATOR, [user("alice")]))
+    )
+    last: list[subprocess.CompletedProcess] = []
+
+    def allowed() -> subprocess.CompletedProcess | None:
+        last[:] = [plugin(controlplane, "alice", "targets", vm, "-n", ns)]
+        return last[0] if last[0].returncode == 0 else None
+
     try:
-        return call()
-    except (ssl.SSLError, urllib.error.URLError, ConnectionError):
-        time.sleep(0.2)
-        return None
+        targets = wait_for(allowed, what="the plugin's report")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {last[0]}") from None
+    assert f"VM:      {ns}/{vm} (on {ns}-a)" in targets.stdout
+    assert "Result:  ALLOWED" in targets.stdout
+    assert f"Eligible nodes: {ns}-b" in targets.stdout
+    assert "SourceNode" in targets.stdout  # the source node's reason, as `check` prints it
+
+    refused = plugin(controlplane, "alice", "migrate", vm, "-n", ns, "--node", f"{ns}-a")
+    assert refused.returncode == 1
+    assert f"live migration of VM {ns}/{vm} is not allowed" in refused.stderr
+    assert "TargetNotEligible" in refused.stderr
+
+    started = plugin(controlplane, "alice", "migrate", vm, "-n", ns, "--node", f"{ns}-b")
+    assert started.returncode == 0, started.stderr
+    assert f"of VM started to {ns}-b" in started.stdout
+    status = plugin(controlplane, "alice", "status", vm, "-n", ns, "-o", "json")
+    assert status.returncode == 0, status.stderr
+    name = json.loads(status.stdout)["migration"]["name"]
+    assert f"migration {ns}/{name} " in started.stdout
+    aborted = plugin(controlplane, "alice", "abort", vm, "-n", ns)
+    assert aborted.returncode == 0, aborted.stderr
+    assert f"aborted migration {name}" in aborted.stdout
+
+    bob = plugin(controlplane, "bob", "targets", vm, "-n", ns)
+    assert bob.returncode == 1
+    assert 'User "bob" cannot get resource "virtualmachines/migrationtargets"' in bob.stderr

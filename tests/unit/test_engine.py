@@ -219,3 +219,18 @@ def test_pod_requests_default_from_limits_and_count_every_resource():
         "devices.kubevirt.io/kvm": 1,
         "hugepages-2Mi": GIB,
     }
+
+
+def test_report_json_reads_back_as_the_same_report():
+    """What the kubectl plugin relies on: it prints `Report.from_dict` of the API's answer."""
+    nodes = [o.node("node-1"), o.node("node-2")]
+    reports = [
+        evaluate_migration(state(nodes=nodes), "default", "vm1"),
+        evaluate_migration(state(nodes=nodes), "default", "vm1", target="node-1"),
+        evaluate_migration(state(nodes=nodes), "default", "missing-vm"),
+        evaluate_migration(state(nodes=nodes), "default", "vm1", target="node-9"),
+    ]
+    assert {r.allowed for r in reports} == {True, False}
+    assert not reports[2].nodes_evaluated
+    for report in reports:
+        assert Report.from_dict(json.loads(json.dumps(report.to_dict()))) == report

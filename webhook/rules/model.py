@@ -27,6 +27,10 @@ class Problem:
             out["field"] = self.field
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Problem:
+        return cls(d["code"], d["message"], d.get("field"))
+
 
 @dataclass(frozen=True)
 class NodeVerdict:
@@ -45,6 +49,10 @@ class NodeVerdict:
             "eligible": self.eligible,
             "reasons": [r.to_dict() for r in self.reasons],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NodeVerdict:
+        return cls(d["name"], tuple(Problem.from_dict(r) for r in d["reasons"]))
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,24 @@ class KubeVirtTimeouts:
             "notes": list(self.notes),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict, fires_first: dict[str, str]) -> KubeVirtTimeouts:
+        return cls(
+            data_bytes=d["dataBytes"],
+            data_gb=d["dataGB"],
+            completion_timeout_per_gib=d["completionTimeoutPerGiB"],
+            completion_timeout_seconds=d["completionTimeoutSeconds"],
+            progress_timeout_seconds=d["progressTimeoutSeconds"],
+            allow_post_copy=d["allowPostCopy"],
+            allow_workload_disruption=d["allowWorkloadDisruption"],
+            source=d["source"],
+            kubevirt=d["kubevirt"],
+            policy=d["migrationPolicy"],
+            completion_first=fires_first["completion"],
+            progress_first=fires_first["progress"],
+            notes=tuple(d["notes"]),
+        )
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -135,6 +161,17 @@ class Timeouts:
             out["kubevirt"] = kv.to_dict()
             out["firesFirst"] = kv.fires_first()
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Timeouts:
+        kv = d.get("kubevirt")
+        return cls(
+            data_bytes=d["dataBytes"],
+            data_gib=d["dataGiB"],
+            completion_timeout_seconds=d["completionTimeoutSeconds"],
+            progress_timeout_seconds=d["progressTimeoutSeconds"],
+            kubevirt=KubeVirtTimeouts.from_dict(kv, d["firesFirst"]) if kv else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -217,4 +254,20 @@ class Report:
             "timeouts": self.timeouts.to_dict() if self.timeouts else None,
             "problems": [p.to_dict() for p in self.problems()],
             "notes": list(self.notes),
+            "nodesEvaluated": self.nodes_evaluated,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Report:
+        """The Report a `to_dict` answer came from (what the kubectl plugin prints); KeyError or
+        TypeError on a document of another shape."""
+        return cls(
+            vm=d["vm"],
+            source_node=d["sourceNode"],
+            target=d["target"],
+            blockers=tuple(Problem.from_dict(b) for b in d["blockers"]),
+            nodes=tuple(NodeVerdict.from_dict(n) for n in d["nodes"]),
+            timeouts=Timeouts.from_dict(d["timeouts"]) if d["timeouts"] else None,
+            nodes_evaluated=d["nodesEvaluated"],
+            notes=tuple(d["notes"]),
+        )
