@@ -56,3 +56,13 @@ def env(c: dict) -> dict[str, str]:
         else:
             out[item["name"]] = f"<fieldRef:{item['valueFrom']['fieldRef']['fieldPath']}>"
     return out
+
+
+def named(objs: list[dict], kind: str, name: str) -> dict:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name!r}, got {len(found)}; {names(objs, kind)}"
+    return found[0]
+
+
+def names(objs: list[dict], kind: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objs if o["kind"] == kind)

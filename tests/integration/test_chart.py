@@ -4,12 +4,24 @@ mapped to the servers' real settings, and every variant accepted by the test kub
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 
 import pytest
 
 from tests.harness.controlplane import ControlPlane
-from tests.integration.chart_support import CHART, container, env, kinds, one, render, render_text
+from tests.integration.chart_support import (
+    CHART,
+    container,
+    env,
+    kinds,
+    named,
+    names,
+    one,
+    render,
+    render_text,
+)
 from webhook.admission.settings import parse_settings as parse_webhook_settings
 from webhook.admission.settings import settings_help as webhook_settings_help
 from webhook.enforcer import settings as enforcer_settings
@@ -25,6 +37,14 @@ SECURE = {
 }
 
 
+def server_rules(objs: list[dict]) -> list[dict]:
+    """The rules of the chart's own ClusterRole and Role (named after the release)."""
+    return (
+        named(objs, "ClusterRole", "mg-migration-guard")["rules"]
+        + named(objs, "Role", "mg-migration-guard")["rules"]
+    )
+
+
 def test_helm_lint_strict(controlplane: ControlPlane):
     result = controlplane.helm("lint", "--strict", str(CHART))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -35,13 +55,18 @@ def test_defaults_render_the_documented_objects(controlplane: ControlPlane):
     objs = render(controlplane)
     assert kinds(objs) == sorted(
         [
-            "ClusterRole",
-            "ClusterRoleBinding",
+            "APIService",
+            "ClusterRole",  # the server's
+            "ClusterRole",  # :view
+            "ClusterRole",  # :migrate
+            "ClusterRoleBinding",  # the server's ClusterRole
+            "ClusterRoleBinding",  # system:auth-delegator
             "Deployment",
             "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
-            "RoleBinding",
+            "RoleBinding",  # the server's Role
+            "RoleBinding",  # extension-apiserver-authentication-reader in kube-system
             "Service",
             "ServiceAccount",
             "ValidatingWebhookConfiguration",
@@ -82,6 +107,11 @@ def test_defaults_render_the_documented_objects(controlplane: ControlPlane):
         "system:serviceaccount:kubevirt:kubevirt-controller"
     )
     assert "MIGRATION_GUARD_TLS_CERT_FILE" not in e
+    assert e["MIGRATION_GUARD_APISERVICE_NAME"] == "v1.subresources.migration-guard.io"
+    assert e["MIGRATION_GUARD_REQUESTHEADER_CONFIGMAP"] == (
+        "kube-system/extension-apiserver-authentication"
+    )
+    assert not any("APISERVICE" in k or "REQUESTHEADER" in k for k in env(enforcer))
     ee = env(enforcer)
     assert ee["MIGRATION_GUARD_BIND"] == "0.0.0.0:9102"  # kubelet probes reach the pod IP
     assert ee["MIGRATION_GUARD_LEASE_NAME"] == "mg-migration-guard-enforcer"
@@ -190,10 +220,21 @@ def test_cert_manager_variant(controlplane: ControlPlane):
     assert "MIGRATION_GUARD_CERT_SECRET_NAME" not in e
     volumes = one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "tls", "secret": {"secretName": "mg-migration-guard-tls"}} in volumes
-    # cert-manager owns the Secret: no Secret rights, no webhook configuration rights
-    rules = one(objs, "ClusterRole")["rules"] + one(objs, "Role")["rules"]
+    # cert-manager owns the Secret: no Secret rights, no webhook configuration or APIService rights
+    rules = server_rules(objs)
     resources = {r for rule in rules for r in rule["resources"]}
     assert "secrets" not in resources and "validatingwebhookconfigurations" not in resources
+    assert "apiservices" not in resources
+    # ...and its cainjector writes the APIService's caBundle too, from the same Certificate
+    apiservice = one(objs, "APIService")
+    assert apiservice["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "migration-guard/mg-migration-guard"
+    }
+    assert "caBundle" not in apiservice["spec"]
+    assert e["MIGRATION_GUARD_APISERVICE_NAME"] == ""  # the server patches no APIService
+    assert e["MIGRATION_GUARD_REQUESTHEADER_CONFIGMAP"] == (
+        "kube-system/extension-apiserver-authentication"
+    )
     monitor = one(objs, "ServiceMonitor")
     assert [ep["port"] for ep in monitor["spec"]["endpoints"]] == ["https", "enforcer-http"]
 
@@ -214,12 +255,183 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
     objs = render(controlplane, "enforcer.enabled=false")
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["server"]
-    rules = one(objs, "ClusterRole")["rules"] + one(objs, "Role")["rules"]
+    rules = server_rules(objs)
     resources = {r for rule in rules for r in rule["resources"]}
     assert "leases" not in resources
     (events,) = [rule for rule in rules if "events" in rule["resources"]]  # the webhook's
     assert events["verbs"] == ["create", "patch"]
     assert [p["name"] for p in one(objs, "Service")["spec"]["ports"]] == ["https"]
+
+
+API_GROUP = "subresources.migration-guard.io"
+APISERVICE = f"v1.{API_GROUP}"
+AGGREGATE_LABELS = {
+    f"rbac.authorization.k8s.io/aggregate-to-{role}": "true" for role in ("view", "edit", "admin")
+}
+
+
+def test_default_apiservice_points_at_the_service(controlplane: ControlPlane):
+    objs = render(controlplane, "service.port=9443", namespace="harvester-addons")
+    apiservice = one(objs, "APIService")
+    assert apiservice["metadata"]["name"] == APISERVICE
+    assert "annotations" not in apiservice["metadata"]  # no cainjector: the server patches it
+    spec = apiservice["spec"]
+    # no caBundle in the template: `helm upgrade` keeps the one the server wrote
+    assert spec == {
+        "group": API_GROUP,
+        "version": "v1",
+        "groupPriorityMinimum": 1000,
+        "versionPriority": 15,
+        "service": {"name": "mg-migration-guard", "namespace": "harvester-addons", "port": 9443},
+    }
+    service = one(objs, "Service")
+    assert service["metadata"]["name"] == spec["service"]["name"]
+    assert service["metadata"]["namespace"] == spec["service"]["namespace"]
+    # aggregator routing (k3s/RKE2/Harvester) resolves the port by number, then the
+    # EndpointSlice endpoints of the selected pods by that port's name
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == spec["service"]["port"]]
+    assert port["name"] == "https" and port["targetPort"] == "https"
+    assert service["spec"]["type"] == "ClusterIP"
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    server_ports = container(objs, "server")["ports"]
+    assert {"name": "https", "containerPort": 8443, "protocol": "TCP"} in server_ports
+
+
+def test_apiservice_priorities_from_values(controlplane: ControlPlane):
+    objs = render(
+        controlplane,
+        "aggregatedApi.groupPriorityMinimum=20000",
+        "aggregatedApi.versionPriority=1",
+    )
+    spec = one(objs, "APIService")["spec"]
+    assert (spec["groupPriorityMinimum"], spec["versionPriority"]) == (20000, 1)
+
+
+def test_aggregated_api_rbac_of_the_server(controlplane: ControlPlane):
+    objs = render(controlplane)
+    server = named(objs, "ClusterRole", "mg-migration-guard")["rules"]
+    assert {
+        "apiGroups": ["apiregistration.k8s.io"],
+        "resources": ["apiservices"],
+        "resourceNames": [APISERVICE],
+        "verbs": ["get", "patch"],
+    } in server
+    # TokenReviews and SubjectAccessReviews come from the bootstrap role, not a copy of it
+    resources = {r for rule in server for r in rule["resources"]}
+    assert not resources & {"tokenreviews", "subjectaccessreviews", "configmaps"}
+    sa = [{"kind": "ServiceAccount", "name": "mg-migration-guard", "namespace": "migration-guard"}]
+    delegator = named(objs, "ClusterRoleBinding", "mg-migration-guard:auth-delegator")
+    assert delegator["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:auth-delegator",
+    }
+    assert delegator["subjects"] == sa
+    reader = named(
+        objs, "RoleBinding", "mg-migration-guard:extension-apiserver-authentication-reader"
+    )
+    assert reader["metadata"]["namespace"] == "kube-system"
+    assert reader["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "extension-apiserver-authentication-reader",
+    }
+    assert reader["subjects"] == sa
+    assert names(objs, "Role") == ["mg-migration-guard"]  # the bootstrap Role is bound, not copied
+
+
+def test_aggregated_api_user_roles(controlplane: ControlPlane):
+    objs = render(controlplane)
+    view = named(objs, "ClusterRole", "mg-migration-guard:view")
+    assert AGGREGATE_LABELS.items() <= view["metadata"]["labels"].items()
+    assert view["rules"] == [
+        {
+            "apiGroups": [API_GROUP],
+            "resources": ["virtualmachines/migrationtargets", "virtualmachines/migration"],
+            "verbs": ["get"],
+        }
+    ]
+    migrate = named(objs, "ClusterRole", "mg-migration-guard:migrate")
+    # like KubeVirt's kubevirt.io:migrate: granted explicitly, never through admin/edit/view
+    assert not any(
+        k.startswith("rbac.authorization.k8s.io/") for k in migrate["metadata"]["labels"]
+    )
+    assert migrate["rules"] == [
+        {
+            "apiGroups": [API_GROUP],
+            "resources": ["virtualmachines/migrate", "virtualmachines/abortmigration"],
+            "verbs": ["update"],
+        }
+    ]
+    # nobody is bound to them by the chart
+    bound = {b["roleRef"]["name"] for b in objs if b["kind"].endswith("RoleBinding")}
+    assert not bound & {"mg-migration-guard:view", "mg-migration-guard:migrate"}
+
+
+def test_aggregated_api_disabled_drops_the_apiservice_and_its_rbac(controlplane: ControlPlane):
+    objs = render(controlplane, "aggregatedApi.enabled=false")
+    assert "APIService" not in kinds(objs)
+    assert names(objs, "ClusterRole") == ["mg-migration-guard"]
+    assert names(objs, "RoleBinding") == ["mg-migration-guard"]
+    assert all(o["metadata"].get("namespace") != "kube-system" for o in objs)
+    resources = {r for rule in server_rules(objs) for r in rule["resources"]}
+    assert "apiservices" not in resources
+    # the extension's Bearer-token path still reviews tokens and rights
+    assert names(objs, "ClusterRoleBinding") == [
+        "mg-migration-guard",
+        "mg-migration-guard:auth-delegator",
+    ]
+    e = env(container(objs, "server"))
+    assert e["MIGRATION_GUARD_APISERVICE_NAME"] == ""
+    assert e["MIGRATION_GUARD_REQUESTHEADER_CONFIGMAP"] == ""
+    assert "Aggregated API" not in render_text(controlplane, "aggregatedApi.enabled=false")
+
+
+def test_other_requestheader_configmap_gets_its_own_reader_role(controlplane: ControlPlane):
+    objs = render(controlplane, "aggregatedApi.requestheaderConfigMap=auth/front-proxy")
+    assert env(container(objs, "server"))["MIGRATION_GUARD_REQUESTHEADER_CONFIGMAP"] == (
+        "auth/front-proxy"
+    )
+    role = named(objs, "Role", "mg-migration-guard:requestheader-reader")
+    assert role["metadata"]["namespace"] == "auth"
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["front-proxy"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    binding = named(objs, "RoleBinding", "mg-migration-guard:requestheader-reader")
+    assert binding["metadata"]["namespace"] == "auth"
+    assert binding["roleRef"]["name"] == "mg-migration-guard:requestheader-reader"
+    assert all(o["metadata"].get("namespace") != "kube-system" for o in objs)
+
+
+def test_no_requestheader_configmap_means_no_reader_binding(controlplane: ControlPlane):
+    objs = render(controlplane, "aggregatedApi.requestheaderConfigMap=")
+    assert env(container(objs, "server"))["MIGRATION_GUARD_REQUESTHEADER_CONFIGMAP"] == ""
+    assert names(objs, "RoleBinding") == ["mg-migration-guard"]
+    assert one(objs, "APIService")  # Bearer tokens only, still served as an aggregated API
+
+
+def test_notes_name_the_aggregated_api_paths(controlplane: ControlPlane):
+    result = controlplane.helm(
+        "install", "mg", str(CHART), "-n", "migration-guard", "--dry-run=client"
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    base = f"/apis/{API_GROUP}/v1/namespaces/<ns>/virtualmachines/<name>"
+    for method, sub in (
+        ("GET", "migrationtargets"),
+        ("GET", "migration"),
+        ("PUT", "migrate"),
+        ("PUT", "abortmigration"),
+    ):
+        assert f"{method} {base}/{sub}" in notes, notes
+    assert "mg-migration-guard:migrate" in notes and "kubevirt.io:migrate" in notes
 
 
 @pytest.mark.parametrize(
@@ -235,6 +447,31 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
         (
             "webhook.workloadUpdateMigrations=audit",
             'webhook.workloadUpdateMigrations must be enforce or warn, got "audit"',
+        ),
+        (
+            "aggregatedApi.groupPriorityMinimum=0",
+            "aggregatedApi.groupPriorityMinimum must be a whole number from 1 to 20000, got 0",
+        ),
+        (
+            "aggregatedApi.groupPriorityMinimum=20001",
+            "aggregatedApi.groupPriorityMinimum must be a whole number from 1 to 20000, got 20001",
+        ),
+        (
+            "aggregatedApi.versionPriority=1001",
+            "aggregatedApi.versionPriority must be a whole number from 1 to 1000, got 1001",
+        ),
+        (
+            "aggregatedApi.versionPriority=-1",
+            "aggregatedApi.versionPriority must be a whole number from 1 to 1000, got -1",
+        ),
+        (
+            "aggregatedApi.versionPriority=high",
+            'aggregatedApi.versionPriority must be a whole number from 1 to 1000, got "high"',
+        ),
+        (
+            "aggregatedApi.requestheaderConfigMap=extension-apiserver-authentication",
+            "aggregatedApi.requestheaderConfigMap must be namespace/name or "
+            '"", got "extension-apiserver-authentication"',
         ),
     ],
 )
@@ -266,6 +503,7 @@ def _spec_env(c: dict) -> dict[str, str]:
             "enforcer.watchNamespace=vms",
             "webhook.evacuationMigrations=warn",
             "webhook.eventInterval=5m",
+            "aggregatedApi.enabled=false",
         ),
     ],
 )
@@ -291,8 +529,12 @@ def test_every_env_var_is_a_real_setting_and_parses(controlplane: ControlPlane, 
         assert s.evacuation_migrations == "warn" and s.event_interval_seconds == 300
         assert es.prometheus_url == "" and es.virt_handler_urls == ()
         assert es.dry_run is True and es.watch_namespace == "vms"
+        # no aggregated API: no APIService to patch, no front-proxy ConfigMap to read
+        assert s.apiservice_name == "" and s.requestheader_configmap == ""
     else:
         assert es.prometheus_url == enforcer_settings.HARVESTER_PROMETHEUS
+        assert s.apiservice_name == "v1.subresources.migration-guard.io"
+        assert s.requestheader_configmap == "kube-system/extension-apiserver-authentication"
 
 
 # Minimal CRDs for the optional kinds (no network here to fetch cert-manager's or the
@@ -347,12 +589,21 @@ def optional_crds(controlplane: ControlPlane) -> None:
         (),
         ("certificates.source=certManager", "serviceMonitor.enabled=true"),
         ("enforcer.enabled=false", "networkPolicy.enabled=false", "webhook.failurePolicy=Ignore"),
+        ("aggregatedApi.enabled=false",),
+        ("aggregatedApi.requestheaderConfigMap={namespace}/front-proxy",),
     ],
-    ids=["defaults", "cert-manager+servicemonitor", "no-enforcer"],
+    ids=[
+        "defaults",
+        "cert-manager+servicemonitor",
+        "no-enforcer",
+        "no-aggregated-api",
+        "own-requestheader-configmap",
+    ],
 )
 def test_rendered_manifests_accepted_by_the_api_server(
     controlplane: ControlPlane, namespace: str, optional_crds: None, sets: tuple
 ):
+    sets = tuple(item.format(namespace=namespace) for item in sets)
     text = render_text(controlplane, *sets, namespace=namespace)
     result = controlplane.kubectl("apply", "--dry-run=server", "-f", "-", input=text)
     assert result.returncode == 0, result.stderr
@@ -363,5 +614,148 @@ def test_rendered_manifests_accepted_by_the_api_server(
     assert "validatingwebhookconfiguration.admissionregistration.k8s.io/mg-migration-guard" in (
         result.stdout
     )
+    apiservice = f"apiservice.apiregistration.k8s.io/{APISERVICE}"
+    assert (apiservice in result.stdout) == ("aggregatedApi.enabled=false" not in sets)
     # a dry run leaves nothing behind
     assert controlplane.kubectl("get", "deployment", "-n", namespace, "-o", "name").stdout == ""
+
+
+def _apiservice(plane: ControlPlane) -> dict | None:
+    result = plane.kubectl("get", "apiservice", APISERVICE, "-o", "json", "--ignore-not-found")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def test_install_upgrade_and_uninstall_of_the_apiservice(
+    controlplane: ControlPlane, namespace: str
+):
+    """The real `helm install`, `upgrade` and `uninstall` (no pods run here, no image is needed):
+    an upgrade keeps the caBundle the server wrote and applies the new values, and uninstall
+    removes the APIService, which would otherwise point at nothing and hold up namespace
+    deletion in the whole cluster, with the rest of the aggregated API's objects."""
+    fullname = f"mgi-{namespace}"
+    sets = [f"fullnameOverride={fullname}", "webhook.failurePolicy=Ignore"]
+    installed = False
+
+    def helm_ok(*args: str) -> str:
+        result = controlplane.helm(*args, "-n", namespace)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    try:
+        helm_ok("install", "mgi", str(CHART), *(f"--set={s}" for s in sets))
+        installed = True
+        apiservice = _apiservice(controlplane)
+        assert apiservice is not None
+        assert apiservice["metadata"]["annotations"]["meta.helm.sh/release-name"] == "mgi"
+        assert apiservice["spec"]["service"] == {
+            "name": fullname,
+            "namespace": namespace,
+            "port": 443,
+        }
+        assert "caBundle" not in apiservice["spec"]
+        # what the server does at start (generated certificates): patch its CA in
+        ca_bundle = base64.b64encode(controlplane.ca_file.read_bytes()).decode()
+        patch = json.dumps({"spec": {"caBundle": ca_bundle}})
+        result = controlplane.kubectl(
+            "patch", "apiservice", APISERVICE, "--type=merge", "-p", patch
+        )
+        assert result.returncode == 0, result.stderr
+
+        helm_ok(
+            "upgrade", "mgi", str(CHART),
+            *(f"--set={s}" for s in [*sets, "aggregatedApi.versionPriority=20"]),
+        )  # fmt: skip
+        spec = _apiservice(controlplane)["spec"]
+        assert spec["versionPriority"] == 20  # the upgrade was applied...
+        assert spec["caBundle"] == ca_bundle  # ...and left the server's caBundle alone
+
+        out = helm_ok("uninstall", "mgi", "--wait", "--timeout=60s")
+        installed = False
+        assert "uninstalled" in out
+        assert _apiservice(controlplane) is None
+        for kind, name, ns in [
+            ("clusterrole", f"{fullname}:view", ""),
+            ("clusterrole", f"{fullname}:migrate", ""),
+            ("clusterrolebinding", f"{fullname}:auth-delegator", ""),
+            ("rolebinding", f"{fullname}:extension-apiserver-authentication-reader", "kube-system"),
+            ("service", fullname, namespace),
+        ]:
+            args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
+            result = controlplane.kubectl(*args, *(["-n", ns] if ns else []))
+            assert result.returncode == 0 and result.stdout == "", (kind, name, result.stdout)
+    finally:
+        if installed:
+            controlplane.helm("uninstall", "mgi", "-n", namespace)
+        controlplane.kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found")
+
+
+def test_user_roles_authorize_the_aggregated_api_requests(
+    controlplane: ControlPlane, namespace: str
+):
+    """kube-apiserver authorizes a proxied request as resource virtualmachines, subresource
+    <sub>, in the group, with verb get (GET) or update (PUT). The chart's roles, bound in one
+    namespace as docs/install.md tells, grant exactly that there (the real RBAC authorizer, asked
+    with SubjectAccessReviews)."""
+    fullname = f"mgu-{namespace}"
+    objs = render(controlplane, f"fullnameOverride={fullname}", namespace=namespace)
+    roles = [named(objs, "ClusterRole", f"{fullname}:{r}") for r in ("view", "migrate")]
+    bindings = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"alice-{role}", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{fullname}:{role}",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+        for role, user in (("view", "alice"), ("migrate", "alice"), ("view", "bob"))
+    ]
+    bindings[2]["metadata"]["name"] = "bob-view"
+    controlplane.apply_yaml(
+        json.dumps({"apiVersion": "v1", "kind": "List", "items": roles + bindings})
+    )
+
+    def can(user: str, verb: str, sub: str, ns: str = namespace) -> bool:
+        """The API server's answer for the request attributes a proxied call has."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": ["system:authenticated"],
+                "resourceAttributes": {
+                    "namespace": ns,
+                    "verb": verb,
+                    "group": API_GROUP,
+                    "resource": "virtualmachines",
+                    "subresource": sub,
+                    "name": "vm1",
+                },
+            },
+        }
+        result = controlplane.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["status"].get("allowed", False)
+
+    try:
+        # the RBAC authorizer sees new bindings through its informers, a moment later
+        deadline = time.monotonic() + 10
+        while not (can("alice", "update", "migrate") and can("bob", "get", "migration")):
+            assert time.monotonic() < deadline, "the bindings never took effect"
+            time.sleep(0.1)
+        for sub in ("migrationtargets", "migration"):
+            assert can("alice", "get", sub) and can("bob", "get", sub)
+            assert not can("alice", "update", sub)
+        for sub in ("migrate", "abortmigration"):
+            assert can("alice", "update", sub)
+            assert not can("bob", "update", sub)  # :view alone never migrates
+            assert not can("alice", "create", sub)  # PUT is update; POST would be refused
+        assert not can("alice", "update", "migrate", ns="default")  # only where it is bound
+        assert not can("alice", "get", "migrationtargets", ns="default")
+    finally:
+        for role in roles:
+            controlplane.kubectl("delete", "clusterrole", role["metadata"]["name"])

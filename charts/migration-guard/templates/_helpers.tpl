@@ -56,3 +56,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "migration-guard.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* The aggregated API (values aggregatedApi.*): its fixed group, version and APIService name. */}}
+{{- define "migration-guard.apiGroup" -}}
+subresources.migration-guard.io
+{{- end }}
+
+{{- define "migration-guard.apiServiceName" -}}
+{{- printf "v1.%s" (include "migration-guard.apiGroup" .) }}
+{{- end }}
+
+{{- define "migration-guard.aggregatedApi" -}}
+{{- if .Values.aggregatedApi.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The APIService whose caBundle the server patches: only its own certificates need it. */}}
+{{- define "migration-guard.patchedApiService" -}}
+{{- if and (include "migration-guard.aggregatedApi" .) (include "migration-guard.selfGenerated" .) }}
+{{- include "migration-guard.apiServiceName" . }}
+{{- end }}
+{{- end }}
+
+{{/* The front-proxy ConfigMap the server reads ("namespace/name"), "" when it reads none.
+Validated here: rbac.yaml and deployment.yaml both use it. */}}
+{{- define "migration-guard.requestheaderConfigMap" -}}
+{{- $cm := .Values.aggregatedApi.requestheaderConfigMap }}
+{{- if not (or (eq (toJson $cm) "\"\"") (and (kindIs "string" $cm) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$" $cm))) }}
+{{- fail (printf "aggregatedApi.requestheaderConfigMap must be namespace/name or \"\", got %s" (toJson $cm)) }}
+{{- end }}
+{{- if include "migration-guard.aggregatedApi" . }}
+{{- .Values.aggregatedApi.requestheaderConfigMap }}
+{{- end }}
+{{- end }}
+
+{{- define "migration-guard.defaultRequestheaderConfigMap" -}}
+kube-system/extension-apiserver-authentication
+{{- end }}
