@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from demo import environment, tour
+from extension import aggregated
 from tests.harness.controlplane import ControlPlaneError
 
 
@@ -54,6 +55,13 @@ def instructions(demo: environment.Demo) -> str:
             f'  {curl} "$MG/v1/namespaces/default/virtualmachines/cdrom-vm/migration-targets"',
             f'  {curl} -X POST -H "Content-Type: application/json" "{action}/clean-vm?action=migrate" -d \'{{"nodeName": ""}}\'',
             f'  {curl} "$MG/v1/namespaces/default/virtualmachines/clean-vm/migration"',
+            "",
+            "Through kube-apiserver, as the UI reaches it (the aggregated API), with the kubectl"
+            " plugin:",
+            f"  export PATH={environment.MIGRATION_GUARD.parent}:$PATH",
+            f"  KUBECONFIG={demo.plane.kubeconfig_for('alice')} kubectl migration-guard targets cdrom-vm -n default",
+            f"  KUBECONFIG={demo.plane.kubeconfig_for('alice')} kubectl migration-guard status clean-vm -n default",
+            f"  kubectl get --raw {aggregated.PREFIX}/namespaces/default/virtualmachines/clean-vm/migrationtargets",
             "",
             f"The same rules offline: {environment.MIGRATION_GUARD} check --kubeconfig $KUBECONFIG --vm default/big-vm",
             f"Logs: {demo.workdir}/webhook.log, {demo.workdir}/enforcer.log,"

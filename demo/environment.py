@@ -27,7 +27,7 @@ from tests.harness.controlplane import (
 )
 from tests.harness.kubevirt import DEFAULT_CONFIGURATION
 from tests.harness.rbac import vm_migrator_rbac
-from tests.harness.registration import local_webhook_configuration
+from tests.harness.registration import local_apiservice, local_webhook_configuration
 from tests.harness.virt_handler import Scenario, VirtHandler
 from webhook.cluster.kubeapi import KubeError
 
@@ -181,6 +181,9 @@ def _start(demo: Demo, say) -> None:
         "-",
         input=json.dumps(local_webhook_configuration(VWC_NAME, demo.port)),
     )
+
+    # the extension as an aggregated API: kube-apiserver proxies /apis/subresources.migration-guard.io
+    _kubectl(plane, "apply", "-f", "-", input=json.dumps(local_apiservice(SYSTEM_NS, demo.port)))
 
     say("starting migration-guard webhook (+ extension) and enforcer ...")
     common = ["--kubeconfig", str(demo.kubeconfig)]

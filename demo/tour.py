@@ -4,13 +4,16 @@ output (kubectl against the demo's API server, HTTP calls to the extension backe
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 import time
 
 import requests
 
 from demo import environment
 from demo.environment import VM_NS, Demo
+from extension import aggregated
 
 # What sets the nodes apart: cordoned (spec.unschedulable), Harvester maintenance mode (an
 # annotation; it cordons too), the `data` cluster network label, and room for VMs.
@@ -48,6 +51,23 @@ def _kubectl(demo: Demo, *args: str, input_file: str | None = None) -> int:
     if out:
         print(out, flush=True)
     return result.returncode
+
+
+def _as_alice(demo: Demo, *args: str) -> subprocess.CompletedProcess:
+    """kubectl as alice (her kubeconfig), with the kubectl plugin on PATH."""
+    print(f"$ {shlex.join(['kubectl', *args])}   # as alice", flush=True)
+    env = demo.plane.env("alice")
+    env["PATH"] = f"{environment.MIGRATION_GUARD.parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        [str(demo.plane.bin_dir / "kubectl"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    print((result.stdout + result.stderr).rstrip(), flush=True)
+    return result
 
 
 def _curl(demo: Demo, method: str, path: str, body: dict | None = None) -> dict:
@@ -162,6 +182,20 @@ def run(demo: Demo) -> int:
         demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/cdrom-vm/migration-targets"
     )
     ok = ok and report.get("allowed") is False and report.get("eligibleNodes") == []
+    _show("Through kube-apiserver (the aggregated API the UI calls): the kubectl plugin, as alice")
+    targets = _as_alice(demo, "migration-guard", "targets", "cdrom-vm", "-n", VM_NS)
+    ok = ok and targets.returncode == 1 and "CDROMVolume" in targets.stdout
+    raw = _as_alice(
+        demo,
+        "get",
+        "--raw",
+        f"{aggregated.PREFIX}/namespaces/{VM_NS}/virtualmachines/clean-vm/migrationtargets",
+    )
+    ok = (
+        ok
+        and raw.returncode == 0
+        and json.loads(raw.stdout).get("eligibleNodes") == ["harvester-node-0"]
+    )
     _show("The last migration of clean-vm, as the UI shows it")
     status = _curl(demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/clean-vm/migration")
     ok = ok and bool(status)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from extension import aggregated
+
 
 def vm_migrator_rbac(namespace: str, user: str, also_read: tuple[str, ...] = ()) -> dict:
     """A Role and RoleBinding (as a List): look up VMs, start and abort migrations in `namespace`.
 
-    These are the permissions the extension's SubjectAccessReviews ask for; `also_read` adds
+    These are the permissions the extension's SubjectAccessReviews ask for, and the aggregated
+    API's subresources kube-apiserver checks (the chart's `:view` and `:migrate` roles); `also_read` adds
     get/list of other kubevirt.io resources (the demo lets alice `kubectl get vmi` too).
     """
     role = {
@@ -24,6 +27,14 @@ def vm_migrator_rbac(namespace: str, user: str, also_read: tuple[str, ...] = ())
                 "resources": ["virtualmachineinstancemigrations"],
                 "verbs": ["get", "list", "create", "delete"],
             },
+            *(
+                {
+                    "apiGroups": [aggregated.GROUP],
+                    "resources": [f"virtualmachines/{s.name}"],
+                    "verbs": [s.verb],
+                }
+                for s in aggregated.SUBRESOURCES
+            ),
         ],
     }
     binding = {

@@ -46,3 +46,39 @@ def local_webhook_configuration(
         "metadata": {"name": name},
         "webhooks": [webhook],
     }
+
+
+def local_apiservice(namespace: str, port: int, service: str = "migration-guard-webhook") -> dict:
+    """The extension's APIService and its Service (as a List), for a backend on loopback.
+
+    Like the chart's, but the Service is ExternalName 127.0.0.1: without kube-proxy the
+    aggregator dials the name itself (it does not with --enable-aggregator-routing, which is
+    why the chart's Service has a selector). The backend's certificate must name
+    `<service>.<namespace>.svc`; the server writes the caBundle.
+    """
+    from extension import aggregated
+
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service, "namespace": namespace},
+                "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
+            },
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": aggregated.APISERVICE_NAME},
+                "spec": {
+                    "group": aggregated.GROUP,
+                    "version": aggregated.VERSION,
+                    "groupPriorityMinimum": 1000,
+                    "versionPriority": 15,
+                    "service": {"name": service, "namespace": namespace, "port": port},
+                },
+            },
+        ],
+    }

@@ -24,12 +24,11 @@ import pytest
 from extension import aggregated
 from tests.harness.controlplane import REPO, ControlPlane
 from tests.harness.pki import FRONT_PROXY_CLIENT, client_cert, new_ca
+from tests.harness.registration import local_apiservice
 from tests.integration.test_extension import kubectl_ok, make_node, make_vm, wait_for
 from tests.webhook_process import WebhookProcess, running_webhook
 
 pytestmark = pytest.mark.controlplane
-
-SERVICE = "migration-guard-webhook"  # the server's default --service-name: its cert names it
 
 
 def vm_path(ns: str, name: str, sub: str) -> str:
@@ -38,26 +37,8 @@ def vm_path(ns: str, name: str, sub: str) -> str:
 
 def register(plane: ControlPlane, hook: WebhookProcess) -> None:
     """The Service and APIService a cluster would have (the chart's, with ExternalName here)."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": SERVICE, "namespace": hook.secret_namespace},
-        "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
-    }
-    apiservice = {
-        "apiVersion": "apiregistration.k8s.io/v1",
-        "kind": "APIService",
-        "metadata": {"name": aggregated.APISERVICE_NAME},
-        "spec": {
-            "group": aggregated.GROUP,
-            "version": aggregated.VERSION,
-            "groupPriorityMinimum": 1000,
-            "versionPriority": 15,
-            "service": {"name": SERVICE, "namespace": hook.secret_namespace, "port": hook.port},
-        },
-    }
-    for obj in (service, apiservice):
-        kubectl_ok(plane, "apply", "-f", "-", input=json.dumps(obj))
+    registration = local_apiservice(hook.secret_namespace, hook.port)
+    kubectl_ok(plane, "apply", "-f", "-", input=json.dumps(registration))
 
 
 def ca_bundle(plane: ControlPlane) -> str:

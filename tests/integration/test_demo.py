@@ -125,3 +125,13 @@ def test_tour_target_lookup(tour):
     assert '"code": "NoEligibleTarget"' in lookup
     assert '"phase": "Succeeded"' in lookup
     assert '"targetNode": "harvester-node-3"' in lookup
+
+
+def test_tour_reaches_the_extension_through_kube_apiserver_as_alice(tour):
+    out = tour[0].stdout
+    section = out.split("## Through kube-apiserver")[1].split("## The last migration")[0]
+    assert "$ kubectl migration-guard targets cdrom-vm -n default   # as alice" in section
+    assert "Result:  DENIED" in section
+    assert "- CDROMVolume [spec.domain.devices.disks[1]]: CD-ROM 'cdrom-0'" in section
+    assert "/apis/subresources.migration-guard.io/v1/namespaces/default/virtualmachines" in section
+    assert '"eligibleNodes":["harvester-node-0"]' in section.replace(" ", "").replace("\n", "")

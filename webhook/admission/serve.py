@@ -133,6 +133,9 @@ class WebhookApplication(BaseApplication):
             "certfile": cert_file,
             "keyfile": key_file,
             "ssl_context": ssl_context,
+            # HTTP/1.1 only, as KubeVirt's virt-api (HTTP/2 rapid reset, CVE-2023-44487); the
+            # front-proxy headers are read from HTTP/1.1 requests (webhook.admission.connection)
+            "http_protocols": "h1",
             "pre_request": pre_request,
             "post_request": post_request,
             "worker_exit": worker_exit,
