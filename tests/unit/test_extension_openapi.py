@@ -78,3 +78,17 @@ def test_unknown_action_is_refused_only_after_authentication():
     response = app().test_client().post("/v1/harvester/kubevirt.io.virtualmachines/ns/vm?action=x")
     assert response.status_code == 401
     assert "missing Authorization header" in response.get_json()["error"]
+
+
+def test_discovery_is_served_without_a_token_or_a_redirect():
+    """kube-apiserver's availability check and discovery read it; a 3xx would fail both."""
+    from extension import aggregated
+
+    client = app().test_client()
+    for path in (aggregated.PREFIX, aggregated.PREFIX + "/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        listing = response.get_json()
+        assert listing["kind"] == "APIResourceList"
+        assert listing["groupVersion"] == aggregated.GROUP_VERSION
+        assert len(listing["resources"]) == len(aggregated.SUBRESOURCES)
