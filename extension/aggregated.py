@@ -23,7 +23,7 @@ APISERVICE_NAME = f"{VERSION}.{GROUP}"
 
 @dataclass(frozen=True)
 class Subresource:
-    """One subresource of VirtualMachines: `<PREFIX>/namespaces/<ns>/virtualmachines/<vm>/<name>`."""
+    """A VM subresource: `<PREFIX>/namespaces/<ns>/virtualmachines/<vm>/<name>`."""
 
     name: str
     method: str

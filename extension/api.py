@@ -3,8 +3,10 @@
 Thin layer: each view authenticates, authorizes in the VM's namespace (before saying whether the
 VM exists), then calls the rule engine or the pure helpers of `extension.actions` and
 `extension.status`. Every answer is JSON; every failure is `{"error": ...}` (also a Kubernetes
-Status, for kubectl) with a 4xx/5xx code chosen here, never a traceback. Decisions use the same watch-fed cache as the webhook, so the
-nodes offered here are the nodes the webhook admits.
+Status, for kubectl) with a 4xx/5xx code chosen here, never a traceback. Decisions use the same
+watch-fed cache as the webhook, so the nodes offered here are the nodes the webhook admits.
+The same views serve the direct paths (Bearer tokens) and the aggregated API's subresources
+(extension.aggregated: through kube-apiserver, as the user it authenticated).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ DELETE_VMIMS = Permission("delete", "virtualmachineinstancemigrations")
 
 
 MISSING_BEARER = "missing Authorization header: send 'Authorization: Bearer <token>'"
+DEFAULT_USER_HEADERS = ("X-Remote-User",)  # to name a forged identity when no proxy is trusted
 
 
 def _names_a_user(headers: Sequence[tuple[str, str]], config: RequestHeaderConfig | None) -> bool:
@@ -152,9 +153,6 @@ class TokenCache:
             self._entries.move_to_end(key)
             while len(self._entries) > TOKEN_CACHE_MAX:
                 self._entries.popitem(last=False)
-
-
-DEFAULT_USER_HEADERS = ("X-Remote-User",)
 
 
 class Authenticator:

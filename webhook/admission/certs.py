@@ -420,7 +420,7 @@ class CertManager:
             _write_private(Path(self.cert_file), bundle.cert)
 
     def _sync_ca_bundle(self, ca_bundle: str) -> None:
-        """The CA bundle into everything that calls us: the webhook configuration, the APIService."""
+        """The CA bundle into all that calls us: the webhook configuration, the APIService."""
         targets = (
             ("ValidatingWebhookConfiguration", self.settings.webhook_config_name, patch_ca_bundle),
             ("APIService", self.settings.apiservice_name, patch_apiservice_ca_bundle),
