@@ -31,6 +31,7 @@ from webhook.errors import InputError
 from webhook.progress import PrometheusSource
 from webhook.rules.engine import evaluate_migration, migration_timeouts
 from webhook.rules.model import Report, TimeoutSettings
+from webhook.rules.policy import ALL_DENY, Policy
 
 log = logging.getLogger("migration_guard.extension")
 
@@ -60,6 +61,8 @@ class ExtensionContext:
     kube: Kube
     authenticator: Authenticator
     timeout_settings: TimeoutSettings = field(default_factory=TimeoutSettings)
+    # the webhook's policy in force (rules.policy), so the UI offers what the webhook admits
+    policy: Callable[[], Policy] = lambda: ALL_DENY
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # (namespace, vmi name) -> bytes still to copy, when a progress source is known
     data_remaining: Callable[[str, str], int | None] | None = None
@@ -212,6 +215,7 @@ class _Views:
                 name,
                 target=target,
                 settings=self.ctx.timeout_settings,
+                policy=self.ctx.policy(),
             )
         except InputError as exc:
             raise ApiError(
@@ -277,7 +281,8 @@ class _Views:
             self.ctx.authenticator.authorize(user, namespace, GET_VMS, name)
             self._vm(namespace, name)
             report = self._evaluate(namespace, name)
-            nodes = report.eligible_nodes if not report.blockers else []
+            blocked = report.blockers and report.exemption is None
+            nodes = [] if blocked else report.eligible_nodes
             return jsonify({"nodes": nodes})
         if action == "migrate":
             return self._migrate(user, namespace, name)
@@ -301,7 +306,7 @@ class _Views:
         self._vm(namespace, name)
         report = self._evaluate(namespace, name, target=node)
         problems = report.problems()
-        if problems:
+        if problems and not self.ctx.policy().audit:  # in audit mode the webhook admits it
             raise ApiError(
                 422,
                 f"live migration of VM {namespace}/{name} is not allowed",
@@ -402,6 +407,7 @@ def register_extension(app: Flask, cache: Any, settings: Any) -> None:
         kube=kube,
         authenticator=Authenticator(kube, front_proxy=lambda: trust.config if trust else None),
         timeout_settings=settings.timeouts,
+        policy=app.extensions["migration_guard"]["policy"],
         data_remaining=_data_remaining_from(settings.prometheus_url),
     )
     register(app, ctx)

@@ -10,8 +10,10 @@ are imported only when asked for, so `check` needs none of the server dependenci
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,12 +21,15 @@ from typing import TextIO
 
 import yaml
 
+from webhook import flags
+from webhook.admission.settings import POLICY_FLAGS
 from webhook.cluster.resources import RESOURCES
-from webhook.cluster.state import ClusterState
+from webhook.cluster.state import HARVESTER_SETTING, SERVER_VERSION, ClusterState
 from webhook.errors import InputError
 from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules import access as a
 from webhook.rules.model import GUARD, KUBEVIRT, SAME, Timeouts
+from webhook.rules.policy import EXEMPT_LABEL, Policy, PolicySettings, resolve
 
 DELEGATES = {
     "webhook": ("webhook.admission.serve", "run the validating admission webhook (HTTPS)"),
@@ -124,7 +129,8 @@ def load_live_state(kubeconfig: str) -> ClusterState:
     with api:
         for r in RESOURCES.values():
             try:
-                resp = r.list_fn(api)(_preload_content=False, _request_timeout=30)
+                selector = {"field_selector": r.field_selector} if r.field_selector else {}
+                resp = r.list_fn(api)(_preload_content=False, _request_timeout=30, **selector)
                 listed = json.loads(resp.data)
             except ApiException as exc:
                 if exc.status == 404 and r.group:
@@ -158,7 +164,9 @@ def format_text(report: Report) -> str:
         lines += ["", "Nodes:"]
         rows = [("NODE", "ELIGIBLE", "REASONS")]
         for n in report.nodes:
-            reasons = [f"{r.code}: {r.message}" for r in n.reasons] or ["-"]
+            reasons = [f"{r.code}: {r.message}" for r in n.reasons]
+            reasons += [f"{w.code} (warn): {w.message}" for w in n.warnings]
+            reasons = reasons or ["-"]
             rows.append((n.name, "yes" if n.eligible else "no", reasons[0]))
             rows += [("", "", r) for r in reasons[1:]]
         width = max(len(r[0]) for r in rows) + 2
@@ -167,6 +175,13 @@ def format_text(report: Report) -> str:
         if not report.nodes:
             lines.append("  (no node evaluated)")
         lines.append(f"Eligible nodes: {', '.join(report.eligible_nodes) or 'none'}")
+    if report.warnings:
+        lines += ["", f"Warnings, allowed by the policy ({len(report.warnings)}):"]
+        for w in report.warnings:
+            where = f" [{w.field}]" if w.field else ""
+            lines.append(f"  - {w.code}{where}: {w.message}")
+    if report.exemption:
+        lines.append(f"Exempt: {report.exemption}: migration-guard does not check this VM")
     others = report.problems()[len(report.blockers) :]
     for p in others:
         text = "no node can receive the VM (see each node's reasons above)"
@@ -277,8 +292,9 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             completion_timeout_per_gib=args.completion_timeout_per_gib,
             progress_timeout_seconds=args.progress_timeout_seconds,
         )
+        policy = resolve(policy_settings(args), state.harvester_server_version())
         report = evaluate_migration(
-            state, ns, name, vmim=vmim, target=args.target, settings=settings
+            state, ns, name, vmim=vmim, target=args.target, settings=settings, policy=policy
         )
         vmi = state.vmi(ns, name)
         if vmi is not None:
@@ -293,7 +309,76 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         out.write(format_text(report))
-    return 0 if report.allowed else 1
+        if policy.audit and not report.allowed:
+            out.write("Audit mode: the webhook admits it, with these problems as warnings\n")
+    return 0 if report.allowed or policy.audit else 1
+
+
+def policy_settings(args: argparse.Namespace) -> PolicySettings:
+    """The policy flags of `check` and `policy`, each falling back to its MIGRATION_GUARD_*
+    variable, as the webhook reads them (InputError naming a bad one)."""
+    return PolicySettings.parse(**flags.values_of(args, POLICY_FLAGS, os.environ))
+
+
+def format_policy(policy: Policy) -> str:
+    """The policy table: each rule, its action, and why (profile, setting or default)."""
+    lines = [
+        f"Profile: Harvester {policy.profile} ({policy.profile_source})",
+        f"Mode:    {policy.mode}" + (" (every denial becomes a warning)" if policy.audit else ""),
+        "",
+    ]
+    rows = [("RULE", "ACTION", "WHY"), *((r.code, r.action, r.why) for r in policy.rules)]
+    width = max(len(r[0]) for r in rows) + 2
+    lines += [f"  {code:<{width}}{action:<8}{why}" for code, action, why in rows]
+    lines.append("  (KubeVirt's and kube-scheduler's verdicts always deny)")
+    exempt = [f"VMs labelled {EXEMPT_LABEL}=true"]
+    if policy.exempt_namespaces:
+        exempt.append(f"namespaces {', '.join(policy.exempt_namespaces)}")
+    if policy.exempt_namespace_selector is not None:
+        exempt.append(f"namespaces matching {json.dumps(policy.exempt_namespace_selector)}")
+    lines += ["", "Exempt (not checked): " + "; ".join(exempt)]
+    return "\n".join(lines) + "\n"
+
+
+def _server_version(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """(Harvester's server-version, whether a cluster was read) for `policy`."""
+    if args.state:
+        return load_state(args.state).harvester_server_version(), True
+    if not args.kubeconfig:
+        return None, False
+    from kubernetes import config
+
+    from webhook.cluster.kubeapi import Kube, KubeError
+
+    try:
+        kube = Kube(config.new_client_from_config(config_file=args.kubeconfig))
+        setting = kube.get_or_none(RESOURCES[HARVESTER_SETTING].path(name=SERVER_VERSION))
+    except KubeError as exc:
+        raise InputError(f"{args.kubeconfig}: cannot read the server-version: {exc}") from None
+    except Exception as exc:  # a bad kubeconfig
+        raise InputError(f"{args.kubeconfig}: cannot use kubeconfig: {exc}") from None
+    return (setting or {}).get("value") or (setting or {}).get("default"), True
+
+
+def run_policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`migration-guard policy`: the effective policy; 0, or 2 on a bad setting."""
+    try:
+        settings = policy_settings(args)
+        version, read = _server_version(args)
+        policy = resolve(settings, version)
+        if not read and settings.harvester_version == "auto":
+            policy = dataclasses.replace(
+                policy, profile_source="auto: no cluster read (give --kubeconfig or --state)"
+            )
+    except InputError as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    out.write(
+        json.dumps(policy.to_dict(), indent=2) + "\n"
+        if args.output == "json"
+        else format_policy(policy)
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,6 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.progress_timeout_seconds,
         metavar="SECONDS",
     )
+    flags.add_flags(check, POLICY_FLAGS)
+    policy = sub.add_parser(
+        "policy",
+        help="print the policy in force: each rule's action and why",
+        description="The webhook's policy from the same flags and MIGRATION_GUARD_* variables; "
+        "with --kubeconfig or --state, the Harvester version for --harvester-version auto.",
+    )
+    source = policy.add_mutually_exclusive_group()
+    source.add_argument("--state", metavar="PATH", help="state files (their Harvester Setting)")
+    source.add_argument("--kubeconfig", metavar="FILE", help="read Harvester's version live")
+    policy.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    flags.add_flags(policy, POLICY_FLAGS)
     for name, (_, help_text) in DELEGATES.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -348,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(DELEGATES[args_list[0]][0])
         return int(module.main(args_list[1:]) or 0)
     args = build_parser().parse_args(args_list)
+    if args.command == "policy":
+        return run_policy(args, sys.stdout, sys.stderr)
     return run_check(args, sys.stdout, sys.stderr)
 
 

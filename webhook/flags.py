@@ -115,12 +115,17 @@ def build_parser(prog: str, description: str, specs: Sequence[Flag]) -> argparse
         description=description,
         epilog="Each flag can also be set with the environment variable shown in brackets.",
     )
+    add_flags(parser, specs)
+    return parser
+
+
+def add_flags(parser: argparse.ArgumentParser, specs: Sequence[Flag]) -> None:
+    """The flags of `specs` on `parser` (also a command's subparser: `check`, `policy`)."""
     for spec in specs:
         extra = {"nargs": "?", "const": "true"} if spec.kind == "bool" else {}
         parser.add_argument(
             spec.flag, dest=spec.attr, default=None, help=f"{spec.help} [{spec.env}]", **extra
         )
-    return parser
 
 
 def parse(
@@ -130,7 +135,13 @@ def parse(
     env: Mapping[str, str],
 ) -> dict[str, object]:
     """{attr: value} for every setting given by flag or environment (KUBECONFIG as a fallback)."""
-    args = parser.parse_args(list(argv))
+    return values_of(parser.parse_args(list(argv)), specs, env)
+
+
+def values_of(
+    args: argparse.Namespace, specs: Sequence[Flag], env: Mapping[str, str]
+) -> dict[str, object]:
+    """{attr: value} of parsed `args` for `specs`, each falling back to its environment variable."""
     values: dict[str, object] = {}
     for spec in specs:
         raw = getattr(args, spec.attr)

@@ -32,6 +32,26 @@ class WebhookMetrics:
             ["origin", "result"],
             registry=self.registry,
         )
+        self.policy_warnings = Counter(
+            "migration_guard_policy_warnings_total",
+            "Problems of admitted migrations that the policy only warns about (a rule set to "
+            "warn, or audit mode), by code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.exempt = Counter(
+            "migration_guard_admission_exempt_total",
+            "Migrations admitted unchecked: the policy exempts their VM (its namespace, or the "
+            "migration-guard.io/exempt label).",
+            registry=self.registry,
+        )
+        self.policy_info = Gauge(
+            "migration_guard_policy_info",
+            "1 for the policy in force: its Harvester profile (e.g. v1.8) and mode "
+            "(enforce, audit).",
+            ["profile", "mode"],
+            registry=self.registry,
+        )
         self.memo_hits = Counter(
             "migration_guard_admission_memo_hits_total",
             "Decisions answered with the Report of an identical request on an unchanged cluster "
@@ -75,6 +95,11 @@ class WebhookMetrics:
         """Read the cache gauges at scrape time, so they are never out of date."""
         self.cache_age.set_function(age)
         self.cache_synced.set_function(lambda: 1.0 if synced() else 0.0)
+
+    def show_policy(self, profile: str, mode: str) -> None:
+        """The policy in force is the one series at 1 (a new profile after an upgrade)."""
+        self.policy_info.clear()
+        self.policy_info.labels(profile, mode).set(1)
 
     def bind_cert_expiry(self, expiry: Callable[[], float]) -> None:
         self.cert_expiry.set_function(expiry)

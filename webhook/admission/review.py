@@ -219,15 +219,20 @@ def respond(req: ReviewRequest, report: Report, warn_only: str | None = None) ->
     """The answer for a VMIM CREATE given the rule engine's Report (dry-run answered the same).
 
     `warn_only`: why problems are let through this time (a setting names it); they become
-    warnings instead of a denial.
+    warnings instead of a denial. What the policy warns about is always a warning; an exempt VM
+    gets one warning saying it was not checked.
     """
+    if report.exemption is not None:
+        return allow(req, [f"migration-guard did not check VM {report.vm}: {report.exemption}"])
     problems = report.problems()
     if problems and warn_only is None:
         return deny(req, report.vm, problems)
+    warned = [f"migration-guard: {p.code} (warn): {p.message}" for p in report.all_warnings()]
     if problems:
-        warned = [f"migration-guard would deny this migration of VM {report.vm}; {warn_only}"]
-        return allow(req, warned + [f"migration-guard: {p.code}: {p.message}" for p in problems])
-    return allow(req, report_warnings(report))
+        would = [f"migration-guard would deny this migration of VM {report.vm}; {warn_only}"]
+        denied = [f"migration-guard: {p.code}: {p.message}" for p in problems]
+        return allow(req, would + denied + warned)
+    return allow(req, warned + report_warnings(report))
 
 
 def unchecked(req: ReviewRequest, why: str, policy: str) -> dict:

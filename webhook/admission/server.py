@@ -3,7 +3,8 @@
 Extension hook: `create_app(..., extensions=[register_extension])` calls each
 `register_extension(app, cache, settings)` after the webhook routes exist, so extension/ can add
 blueprints that read the same cache. They also find `app.extensions["migration_guard"]`, a dict
-with "cache", "settings", "metrics" and "front_proxy" (the front-proxy trust, or None). `extra_blueprints` registers ready-made blueprints.
+with "cache", "settings", "metrics", "front_proxy" (the front-proxy trust, or None) and
+"policy" (a function: the rules.policy.Policy in force, as the webhook decides with it). `extra_blueprints` registers ready-made blueprints.
 
 Every answer is JSON; nothing returns a 500 or a traceback. An unexpected error during a decision
 denies the migration (fail closed) with a message, so kubectl shows why.
@@ -35,6 +36,7 @@ from webhook.errors import InputError
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.model import Problem, Report
 from webhook.rules.origin import Origin, migration_origin
+from webhook.rules.policy import ALL_DENY, Policy, PolicySource
 
 log = logging.getLogger("migration_guard.server")
 # A refused body up to this size is read and dropped so the client sees the 413 (see below).
@@ -72,9 +74,11 @@ def decide(
     memo: ReportMemo | None = None,
     events: EventRecorder | None = None,
     metrics: WebhookMetrics | None = None,
+    policy: Policy = ALL_DENY,
 ) -> dict:
     """The AdmissionReview answer for one parsed request (the cache must be trusted by now).
 
+    `policy` (rules.policy) says what each of migration-guard's rules does and who is exempt;
     `memo` reuses the Report of an identical request from KubeVirt on an unchanged cluster (its
     retries); `events` records what operators must see of migrations KubeVirt started
     (webhook.admission.notices), except for dry runs.
@@ -92,13 +96,22 @@ def decide(
             req.object or {}, req.username, settings.kubevirt_controller_users
         )
         subject = (namespace, vmi_name)
-        report = _report(cache.state, settings, req, subject, origin, memo, metrics)
+        report = _report(cache.state, settings, req, subject, origin, policy, memo, metrics)
     except InputError as e:
         return review.deny(req, vm, [Problem("InvalidObject", str(e))])
-    warn_only = settings.warn_only(origin)
+    warn_only = settings.warn_only(origin) or (AUDIT_WARNING if policy.audit else None)
     if origin.by_kubevirt:
         _record_kubevirts(cache.state, req, subject, report, origin, warn_only, events, metrics)
+    if metrics is not None:
+        warned = report.all_warnings() + (report.problems() if warn_only else [])
+        for problem in warned:
+            metrics.policy_warnings.labels(problem.code).inc()
+        if report.exemption is not None:
+            metrics.exempt.inc()
     return review.respond(req, report, warn_only)
+
+
+AUDIT_WARNING = "--policy-mode=audit lets it through"
 
 
 def _report(
@@ -107,6 +120,7 @@ def _report(
     req: ReviewRequest,
     subject: tuple[str, str],
     origin: Origin,
+    policy: Policy,
     memo: ReportMemo | None,
     metrics: WebhookMetrics | None,
 ) -> Report:
@@ -115,7 +129,7 @@ def _report(
 
     def compute() -> Report:
         return evaluate_migration(
-            state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts
+            state, namespace, vmi_name, vmim=req.object, settings=settings.timeouts, policy=policy
         )
 
     if memo is None or not origin.by_kubevirt:
@@ -193,11 +207,17 @@ def create_app(
     metrics.bind_cache(lambda: cache.age_seconds(), lambda: cache.synced)
     if cert_expiry is not None:
         metrics.bind_cert_expiry(cert_expiry)
+    policies = PolicySource(settings.policy, lambda p: metrics.show_policy(p.profile, p.mode))
+
+    def current_policy() -> Policy:
+        return policies.policy(cache.state.harvester_server_version())
+
     app.extensions["migration_guard"] = {
         "cache": cache,
         "settings": settings,
         "metrics": metrics,
         "front_proxy": front_proxy,
+        "policy": current_policy,
     }
     memo = ReportMemo()
 
@@ -226,7 +246,7 @@ def create_app(
             if why is not None:
                 out = review.unchecked(req, why, settings.stale_cache_policy)
             else:
-                out = decide(cache, settings, req, memo, events, metrics)
+                out = decide(cache, settings, req, memo, events, metrics, current_policy())
         except Exception as e:
             log.exception("decision failed for %s", req.uid)
             problem = Problem(
@@ -263,6 +283,8 @@ def create_app(
         }
         if front_proxy is not None:  # informative: Bearer callers are served either way
             detail["frontProxy"] = front_proxy.status()
+        if cache.synced:
+            detail["policy"] = current_policy().to_dict()
         return jsonify(detail), 200 if cache.synced else 503
 
     @app.get("/metrics")

@@ -18,6 +18,7 @@ from webhook.errors import InputError
 from webhook.flags import LOG_LEVELS, Flag, env_name
 from webhook.rules.model import TimeoutSettings
 from webhook.rules.origin import DEFAULT_CONTROLLER_USERS, EVACUATION, WORKLOAD_UPDATE, Origin
+from webhook.rules.policy import PolicySettings
 
 __all__ = [
     "Settings",
@@ -61,6 +62,16 @@ class Settings:
     workload_update_migrations: str = "enforce"
     kubevirt_controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
     event_interval_seconds: float = 60.0
+    harvester_version: str = "auto"
+    rule_actions: tuple[str, ...] = ()
+    policy_mode: str = "enforce"
+    exempt_namespaces: tuple[str, ...] = ()
+    exempt_namespace_selector: str = ""
+
+    @cached_property
+    def policy(self) -> PolicySettings:
+        """The policy as configured (rules.policy; InputError naming a setting that cannot work)."""
+        return PolicySettings.parse(**{f.attr: getattr(self, f.attr) for f in POLICY_FLAGS})
 
     @cached_property
     def timeouts(self) -> TimeoutSettings:
@@ -82,6 +93,41 @@ class Settings:
         """How often certificates are checked: never less often than a quarter of renew-before."""
         return max(0.2, min(self.cert_check_interval_seconds, self.cert_renew_before_seconds / 4))
 
+
+# The policy (rules.policy): shared with `migration-guard check` and `migration-guard policy`.
+POLICY_FLAGS: list[Flag] = [
+    Flag(
+        "harvester_version",
+        "--harvester-version",
+        "Harvester version whose profile sets the rules' defaults: auto (read the server-version "
+        "Setting, default) or e.g. v1.8.0",
+    ),
+    Flag(
+        "rule_actions",
+        "--rule-actions",
+        "CODE=ACTION pairs, comma-separated: deny, warn or off for a rule of migration-guard's "
+        "own (e.g. CDROMVolume=warn); they override the profile",
+        "list",
+    ),
+    Flag(
+        "policy_mode",
+        "--policy-mode",
+        "enforce (default), or audit: every denial becomes a warning",
+        "choice",
+        ("enforce", "audit"),
+    ),
+    Flag(
+        "exempt_namespaces",
+        "--exempt-namespaces",
+        "namespaces whose VMs are not checked, comma-separated",
+        "list",
+    ),
+    Flag(
+        "exempt_namespace_selector",
+        "--exempt-namespace-selector",
+        "label selector of namespaces whose VMs are not checked (e.g. 'team=legacy')",
+    ),
+]
 
 FLAGS: list[Flag] = [
     Flag("bind", "--bind", "host:port to listen on with TLS (default 0.0.0.0:8443)", "hostport"),
@@ -215,6 +261,7 @@ FLAGS: list[Flag] = [
         "a repeated Event's count is written at most this often (default 60s)",
         "duration",
     ),
+    *POLICY_FLAGS,
     Flag(
         "log_level",
         "--log-level",
@@ -245,6 +292,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
 
 
 def _check(s: Settings) -> None:
+    s.policy  # noqa: B018 (parses the policy settings: InputError names the bad one)
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
         raise InputError("--tls-cert-file and --tls-key-file must be given together")
     for path in (s.tls_cert_file, s.tls_key_file):

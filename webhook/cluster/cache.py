@@ -16,12 +16,10 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook.cluster.informer import Informer
 from webhook.cluster.resources import RESOURCES
-from webhook.cluster.state import POD, VMI, ClusterState, slim
+from webhook.cluster.state import VMI, ClusterState, slim
 from webhook.errors import InputError
 
 log = logging.getLogger("migration_guard.cache")
-
-NON_TERMINATED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 class ClusterCache:
@@ -44,7 +42,7 @@ class ClusterCache:
                 r.kind,
                 r.list_fn(api),
                 api_version=r.api_version,
-                field_selector=NON_TERMINATED_PODS if r.kind == POD else None,
+                field_selector=r.field_selector,
                 watch_timeout_seconds=watch_timeout_seconds,
                 optional=r.optional,
             )

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.cluster.state import (
+    HARVESTER_SETTING,
     KUBEVIRT,
     MIGRATION_POLICY,
     NAD,
     NAMESPACE,
     NODE,
     POD,
+    SERVER_VERSION,
     VM,
     VMI,
     VMIM,
@@ -37,6 +39,8 @@ class Resource:
     status_subresource: bool = True
     # A cluster may lack the CRD (404 on list): then there are none, and readiness says so.
     optional: bool = False
+    # Only these objects are listed and watched (the rules read no others).
+    field_selector: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -86,7 +90,10 @@ RESOURCES: dict[str, Resource] = {
     r.kind: r
     for r in (
         Resource(NODE, "", "v1", "nodes", namespaced=False),
-        Resource(POD, "", "v1", "pods"),
+        # the capacity rule needs the requests of every pod that is not Succeeded/Failed
+        Resource(
+            POD, "", "v1", "pods", field_selector="status.phase!=Succeeded,status.phase!=Failed"
+        ),
         Resource(VMI, "kubevirt.io", "v1", "virtualmachineinstances", status_subresource=False),
         Resource(VMIM, "kubevirt.io", "v1", "virtualmachineinstancemigrations"),
         Resource(VM, "kubevirt.io", "v1", "virtualmachines"),
@@ -102,5 +109,15 @@ RESOURCES: dict[str, Resource] = {
             optional=True,
         ),
         Resource(NAMESPACE, "", "v1", "namespaces", namespaced=False),
+        # Harvester's version, for the policy's profile (absent outside Harvester)
+        Resource(
+            HARVESTER_SETTING,
+            "harvesterhci.io",
+            "v1beta1",
+            "settings",
+            namespaced=False,
+            optional=True,
+            field_selector=f"metadata.name={SERVER_VERSION}",
+        ),
     )
 }

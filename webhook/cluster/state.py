@@ -36,9 +36,11 @@ POD = "Pod"
 KUBEVIRT = "KubeVirt"
 MIGRATION_POLICY = "MigrationPolicy"
 NAMESPACE = "Namespace"
-KINDS = (NODE, VMI, VM, VMIM, NAD, POD, KUBEVIRT, MIGRATION_POLICY, NAMESPACE)
+HARVESTER_SETTING = "Setting"  # harvesterhci.io: only `server-version` is cached (rules.policy)
+SERVER_VERSION = "server-version"
+KINDS = (NODE, VMI, VM, VMIM, NAD, POD, KUBEVIRT, MIGRATION_POLICY, NAMESPACE, HARVESTER_SETTING)
 # Stored without a namespace (a MigrationPolicy is cluster-scoped, as Nodes and Namespaces are).
-CLUSTER_SCOPED = frozenset({NODE, MIGRATION_POLICY, NAMESPACE})
+CLUSTER_SCOPED = frozenset({NODE, MIGRATION_POLICY, NAMESPACE, HARVESTER_SETTING})
 LAUNCHER_LABEL = "kubevirt.io"
 LAUNCHER_VALUE = "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
@@ -126,6 +128,10 @@ def slim(obj: dict) -> Slim:
         return _compact_top({"apiVersion": "v1", "kind": NAMESPACE, "metadata": kept})
     if kind == KUBEVIRT:
         return _compact_top(_slim_kubevirt(obj, meta))
+    if kind == HARVESTER_SETTING:  # a Setting's value is top-level: "v1.8.0"
+        kept = {"name": meta["name"]}
+        values = {k: obj[k] for k in ("value", "default") if isinstance(obj.get(k), str)}
+        return {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": kept, **values}
     out = dict(obj)
     out["metadata"] = meta
     status = out.get("status")
@@ -591,6 +597,13 @@ class ClusterState:
             return None
         labels = ns["metadata"].get("labels")
         return labels if isinstance(labels, dict) else {}
+
+    def harvester_server_version(self) -> str | None:
+        """Harvester's version as its `server-version` Setting says (rules.policy's profile)."""
+        setting = self._get(HARVESTER_SETTING, "", SERVER_VERSION)
+        if setting is None:
+            return None
+        return setting.get("value") or setting.get("default") or None
 
     def count(self, kind: str) -> int:
         with self._lock:

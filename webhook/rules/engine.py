@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from webhook.errors import InputError
@@ -13,6 +14,7 @@ from webhook.rules.harvester import resolve_networks
 from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
+from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
 from webhook.rules.target import migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
 from webhook.rules.timeouts import compute_timeouts
@@ -109,8 +111,12 @@ def evaluate_migration(
     vmim: dict | None = None,
     target: str | None = None,
     settings: TimeoutSettings = TimeoutSettings(),  # noqa: B008 (frozen, shared on purpose)
+    policy: Policy = ALL_DENY,
 ) -> Report:
     """Decide whether VMI `namespace/vmi_name` may live-migrate, and where.
+
+    `policy` (rules.policy) then sorts the problems of migration-guard's own rules into denials
+    and warnings, and may exempt the VM; by default every rule denies.
 
     Target: `target` when given, else the one `vmim` asks for (`migration_target`). Without a
     VMIM the VMI's target annotation is not used, so a target lookup lists every node.
@@ -120,6 +126,50 @@ def evaluate_migration(
     (webhook.rules.decentralized: its nodes are not judged here). `vmim` is never counted as
     another migration in progress. Malformed objects raise InputError naming the object and field.
     """
+    report = _evaluate(state, namespace, vmi_name, vmim, target, settings)
+    return with_policy(report, policy, state, namespace, vmi_name)
+
+
+def with_policy(
+    report: Report, policy: Policy, state: ClusterState, namespace: str, vmi_name: str
+) -> Report:
+    """`report` as `policy` decides it: warned and disabled rules out of the denials, and the
+    exemption that leaves the VM alone (if any)."""
+    exemption = None
+    vm = state.vm(namespace, vmi_name) or state.vmi(namespace, vmi_name) or {}
+    labels = (vm.get("metadata") or {}).get("labels")
+    if (isinstance(labels, dict) and EXEMPT_LABEL in labels) or policy.exempts:
+        exemption = policy.exemption(
+            namespace,
+            state.namespace_labels(namespace),
+            labels if isinstance(labels, dict) else {},
+        )
+    if not policy.relaxed and exemption is None:
+        return report
+    blockers, warnings = policy.split(report.blockers)
+    nodes = report.nodes
+    if policy.relaxes_node_rules:
+        nodes = tuple(
+            NodeVerdict(v.name, *(tuple(part) for part in policy.split(v.reasons)))
+            for v in report.nodes
+        )
+    return replace(
+        report,
+        blockers=tuple(blockers),
+        warnings=tuple(warnings),
+        nodes=nodes,
+        exemption=exemption,
+    )
+
+
+def _evaluate(
+    state: ClusterState,
+    namespace: str,
+    vmi_name: str,
+    vmim: dict | None,
+    target: str | None,
+    settings: TimeoutSettings,
+) -> Report:
     vm_ref = f"{namespace}/{vmi_name}"
     vmi, vf = state.vmi_with_facts(namespace, vmi_name)
     side = decentralized_side(vmim)

@@ -38,21 +38,29 @@ class NodeVerdict:
 
     name: str
     reasons: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # reasons the policy only warns about (rules.policy)
 
     @property
     def eligible(self) -> bool:
         return not self.reasons
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "eligible": self.eligible,
             "reasons": [r.to_dict() for r in self.reasons],
         }
+        if self.warnings:
+            out["warnings"] = [w.to_dict() for w in self.warnings]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> NodeVerdict:
-        return cls(d["name"], tuple(Problem.from_dict(r) for r in d["reasons"]))
+        return cls(
+            d["name"],
+            tuple(Problem.from_dict(r) for r in d["reasons"]),
+            tuple(Problem.from_dict(w) for w in d.get("warnings") or []),
+        )
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,8 @@ class Report:
     timeouts: Timeouts | None
     nodes_evaluated: bool = True
     notes: tuple[str, ...] = ()  # what the decision could not judge, and why
+    warnings: tuple[Problem, ...] = ()  # blockers the policy only warns about (rules.policy)
+    exemption: str | None = None  # why the policy leaves this VM alone: nothing then denies
 
     @property
     def eligible_nodes(self) -> list[str]:
@@ -205,8 +215,17 @@ class Report:
                 return verdict
         return None
 
+    def all_warnings(self) -> list[Problem]:
+        """What the policy warns about: the VM's warned blockers, then the target's warned
+        reasons (an admitted migration shows them)."""
+        verdict = self.target_verdict() if self.target is not None else None
+        return list(self.warnings) + list(verdict.warnings if verdict is not None else ())
+
     def problems(self) -> list[Problem]:
-        """Everything a denial lists: blockers, then the target's or the nodes' problem."""
+        """Everything a denial lists: blockers, then the target's or the nodes' problem; nothing
+        for an exempt VM."""
+        if self.exemption is not None:
+            return []
         out = list(self.blockers)
         if not self.nodes_evaluated:
             return out
@@ -255,6 +274,8 @@ class Report:
             "problems": [p.to_dict() for p in self.problems()],
             "notes": list(self.notes),
             "nodesEvaluated": self.nodes_evaluated,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "exemption": self.exemption,
         }
 
     @classmethod
@@ -270,4 +291,6 @@ class Report:
             timeouts=Timeouts.from_dict(d["timeouts"]) if d["timeouts"] else None,
             nodes_evaluated=d["nodesEvaluated"],
             notes=tuple(d["notes"]),
+            warnings=tuple(Problem.from_dict(w) for w in d["warnings"]),
+            exemption=d["exemption"],
         )
