@@ -1,0 +1,191 @@
+"""The policy through the real kube-apiserver and kubectl: audit mode, exemptions, the Harvester
+profile read from the cluster's server-version Setting, and settings that cannot work.
+
+Answers are read from `kubectl create --dry-run=server`, which goes through every admission
+webhook and prints their warnings, and creates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests import webhook_objects as o
+from tests.harness.controlplane import REPO, ControlPlane
+from tests.harness.metrics import sample
+from tests.integration.test_webhook import DENIED, create, create_vmim, kubectl_ok
+from tests.webhook_process import WebhookProcess, running_webhook
+
+pytestmark = pytest.mark.controlplane
+
+TAG = uuid.uuid4().hex[:6]
+N1, N2, N3 = f"pol-{TAG}-node-1", f"pol-{TAG}-node-2", f"pol-{TAG}-node-3"
+DRY = "--dry-run=server"
+
+
+@pytest.fixture(scope="module")
+def nodes(controlplane: ControlPlane):
+    for node in (o.node(N1), o.node(N2), o.node(N3, cordoned=True)):
+        create(controlplane, node)
+    yield
+    for name in (N1, N2, N3):
+        controlplane.kubectl("delete", "node", name, "--wait=false")
+
+
+def messy_vm(plane: ControlPlane, hook: WebhookProcess, namespace: str, labels=None) -> None:
+    """A VM with a CD-ROM and a GPU on node-1, in a namespace the webhook is called for."""
+    hook.label_namespace(plane, namespace)
+    create(plane, o.nad(namespace))
+    vm = o.vm(namespace, "messy", cdrom=True, pci=True)
+    vm["metadata"]["labels"] = {**vm["metadata"].get("labels", {}), **(labels or {})}
+    create(plane, vm)
+    create(plane, o.vmi(namespace, "messy", N1, cdrom=True, pci=True))
+    create(plane, o.launcher_pod(namespace, "messy", N1))
+
+
+def warnings(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+
+
+def metrics(hook: WebhookProcess) -> str:
+    status, text = hook.get("/metrics")
+    assert status == 200
+    return text
+
+
+def test_audit_mode_admits_a_denied_migration_with_every_problem_as_a_warning(
+    controlplane, nodes, namespace
+):
+    with running_webhook(controlplane, "--policy-mode", "audit") as hook:
+        messy_vm(controlplane, hook, namespace)
+        result = create_vmim(controlplane, namespace, "messy", N3, DRY)
+        assert result.returncode == 0, result.stderr
+        lines = warnings(result)
+        assert lines[0] == (
+            f"Warning: migration-guard would deny this migration of VM {namespace}/messy; "
+            "--policy-mode=audit lets it through"
+        )
+        text = "\n".join(lines)
+        for code in ("CDROMVolume", "PCIDevicePassthrough", "TargetNotEligible"):
+            assert f"Warning: migration-guard: {code}: " in text, code
+        assert f"target node '{N3}'" in text and "is cordoned" in text
+        scraped = metrics(hook)
+        for code in ("CDROMVolume", "PCIDevicePassthrough", "TargetNotEligible"):
+            assert sample(scraped, "migration_guard_policy_warnings_total", code=code) == 1.0
+        assert sample(scraped, "migration_guard_policy_info", profile="v1.7", mode="audit") == 1.0
+
+
+def test_an_exempt_namespace_and_an_exempt_vm_are_admitted_and_counted(
+    controlplane, nodes, namespace
+):
+    other = f"{namespace}-labelled"
+    kubectl_ok(controlplane, "create", "namespace", other)
+    with running_webhook(controlplane, "--exempt-namespaces", namespace) as hook:
+        messy_vm(controlplane, hook, namespace)
+        messy_vm(controlplane, hook, other, labels={"migration-guard.io/exempt": "true"})
+        by_namespace = create_vmim(controlplane, namespace, "messy", None, DRY)
+        assert by_namespace.returncode == 0, by_namespace.stderr
+        assert warnings(by_namespace) == [
+            f"Warning: migration-guard did not check VM {namespace}/messy: namespace "
+            f"'{namespace}' is in --exempt-namespaces"
+        ]
+        by_label = create_vmim(controlplane, other, "messy", None, DRY)
+        assert by_label.returncode == 0, by_label.stderr
+        assert "the VM has the label migration-guard.io/exempt=true" in by_label.stderr
+        assert sample(metrics(hook), "migration_guard_admission_exempt_total") == 2.0
+
+        # the label is the VM's choice: without it the same VM is denied again
+        kubectl_ok(controlplane, "label", "vm", "messy", "-n", other, "migration-guard.io/exempt-")
+        denied = wait_denied(controlplane, other)
+        assert "CDROMVolume" in denied.stderr
+
+
+def wait_denied(plane: ControlPlane, namespace: str) -> subprocess.CompletedProcess:
+    deadline = time.monotonic() + 10
+    while True:
+        result = create_vmim(plane, namespace, "messy", None, DRY)
+        if result.returncode != 0 or time.monotonic() > deadline:
+            assert DENIED in result.stderr, result.stderr
+            return result
+        time.sleep(0.2)
+
+
+def test_the_profile_follows_harvesters_server_version_without_a_restart(
+    controlplane, nodes, namespace
+):
+    """v1.8 removed Harvester's CD-ROM check: CDROMVolume then warns, PCI still denies."""
+    setting = {
+        "apiVersion": "harvesterhci.io/v1beta1",
+        "kind": "Setting",
+        "metadata": {"name": "server-version"},
+        "value": "v1.7.1",
+    }
+    controlplane.apply_yaml(json.dumps(setting))
+    try:
+        with running_webhook(controlplane, "--rule-actions", "PCIDevicePassthrough=warn") as hook:
+            messy_vm(controlplane, hook, namespace)
+            on_17 = create_vmim(controlplane, namespace, "messy", None, DRY)
+            assert on_17.returncode != 0 and "- CDROMVolume: CD-ROM" in on_17.stderr
+            assert "PCIDevicePassthrough" not in on_17.stderr.split("denied the request")[1]
+
+            controlplane.apply_yaml(json.dumps({**setting, "value": "v1.8.0"}))
+            on_18 = wait_admitted(controlplane, namespace)
+            text = "\n".join(warnings(on_18))
+            assert "Warning: migration-guard: CDROMVolume (warn): CD-ROM 'cdrom-disk'" in text
+            assert "Warning: migration-guard: PCIDevicePassthrough (warn): host device" in text
+            status, body = hook.get("/readyz")
+            assert status == 200
+            policy = json.loads(body)["policy"]
+            assert policy["profile"] == "v1.8"
+            assert policy["profileSource"] == "auto: Harvester's server-version is v1.8.0"
+            whys = {r["code"]: (r["action"], r["why"]) for r in policy["rules"]}
+            assert whys["CDROMVolume"] == ("warn", "profile v1.8")
+            assert whys["PCIDevicePassthrough"] == ("warn", "--rule-actions")
+            assert whys["ManagementNetworkBridge"] == ("deny", "default")
+            assert (
+                sample(metrics(hook), "migration_guard_policy_info", profile="v1.8", mode="enforce")
+                == 1.0
+            )
+    finally:
+        controlplane.kubectl("delete", "setting", "server-version")
+
+
+def wait_admitted(plane: ControlPlane, namespace: str) -> subprocess.CompletedProcess:
+    deadline = time.monotonic() + 10
+    while True:
+        result = create_vmim(plane, namespace, "messy", None, DRY)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr
+            return result
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rule-actions", "NoSuchRule=warn"], "--rule-actions: 'NoSuchRule' is not a rule"),
+        (["--rule-actions", "CDROMVolume=maybe"], "the action must be deny, warn or off"),
+        (
+            ["--rule-actions", "InsufficientResources=off"],
+            "KubeVirt's and kube-scheduler's verdicts stay denials",
+        ),
+        (["--harvester-version", "one-point-eight"], "--harvester-version: 'one-point-eight'"),
+        (["--exempt-namespace-selector", "team in legacy"], "--exempt-namespace-selector:"),
+        (["--policy-mode", "dryrun"], "--policy-mode: must be one of enforce, audit"),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_start_up_naming_it(args, message):
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/migration-guard"), "webhook", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr  # one line
+    assert message in result.stderr
