@@ -6,7 +6,8 @@ Pure: which Events to record for one decision. Why these:
   Node, where an operator draining it looks (`kubectl describe node`): the Node gets a Warning
   `EvacuationBlocked` naming the VM and every reason.
 - A problem let through by a `warn` setting leaves no trace in KubeVirt (it does not record
-  admission warnings): the VMI gets a Warning `MigrationWarned` naming the problems.
+  admission warnings): the VMI gets a Warning `MigrationWarned` naming the problems. The same
+  for any migration the policy lets through with warnings (a rule set to warn, audit mode).
 - A denied workload update is already on the VMI (KubeVirt's `FailedCreate`, with the reasons).
 """
 
@@ -53,3 +54,12 @@ def notices(
         message = f"VM {vm} cannot leave this node, migration-guard denies it: {_reasons(problems)}"
         return [Record(_involved(node, "v1", "Node"), "Warning", EVACUATION_BLOCKED, message)]
     return []
+
+
+def policy_notices(vm: str, warned: list[Problem], why: str, vmi: dict | None) -> list[Record]:
+    """The Event for a migration admitted with problems the policy only warns about."""
+    if not warned or vmi is None:
+        return []
+    message = f"migration-guard let the migration of VM {vm} through ({why}) despite: "
+    vmi_ref = _involved(vmi, "kubevirt.io/v1", "VirtualMachineInstance")
+    return [Record(vmi_ref, "Warning", MIGRATION_WARNED, message + _reasons(warned))]

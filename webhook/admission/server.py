@@ -28,7 +28,7 @@ from webhook.admission import review
 from webhook.admission.events import EventRecorder
 from webhook.admission.memo import ReportMemo, memo_key
 from webhook.admission.metrics import WebhookMetrics
-from webhook.admission.notices import notices
+from webhook.admission.notices import notices, policy_notices
 from webhook.admission.review import MalformedReview, ReviewRequest
 from webhook.admission.settings import Settings
 from webhook.cluster.state import ClusterState
@@ -102,12 +102,8 @@ def decide(
     warn_only = settings.warn_only(origin) or (AUDIT_WARNING if policy.audit else None)
     if origin.by_kubevirt:
         _record_kubevirts(cache.state, req, subject, report, origin, warn_only, events, metrics)
-    if metrics is not None:
-        warned = report.all_warnings() + (report.problems() if warn_only else [])
-        for problem in warned:
-            metrics.policy_warnings.labels(problem.code).inc()
-        if report.exemption is not None:
-            metrics.exempt.inc()
+    if not report.problems() or warn_only is not None:  # admitted: say what it was let through with
+        _record_warnings(cache.state, req, subject, report, origin, policy, events, metrics)
     return review.respond(req, report, warn_only)
 
 
@@ -161,6 +157,33 @@ def _record_kubevirts(
     vmi = state.vmi(*subject)
     node = state.node(origin.node or report.source_node or "")
     for n in notices(origin, report.vm, problems, warn_only, vmi, node):
+        events.record(n.involved, n.type, n.reason, n.message)
+
+
+def _record_warnings(
+    state: ClusterState,
+    req: ReviewRequest,
+    subject: tuple[str, str],
+    report: Report,
+    origin: Origin,
+    policy: Policy,
+    events: EventRecorder | None,
+    metrics: WebhookMetrics | None,
+) -> None:
+    """For an admitted migration: count what the policy let through, and put it on the VMI
+    (KubeVirt's own migrations let through with their problems are on it already)."""
+    warned = report.all_warnings() + (report.problems() if policy.audit else [])
+    if metrics is not None:
+        for problem in warned:
+            metrics.policy_warnings.labels(problem.code).inc()
+        if report.exemption is not None:
+            metrics.exempt.inc()
+    if events is None or req.dry_run:
+        return
+    if origin.by_kubevirt:
+        warned = report.all_warnings()
+    why = AUDIT_WARNING if policy.audit and report.problems() else "its policy warns about them"
+    for n in policy_notices(report.vm, warned, why, state.vmi(*subject)):
         events.record(n.involved, n.type, n.reason, n.message)
 
 
