@@ -370,3 +370,32 @@ def test_check_migration_file_bad_input(tmp_path, capsys):
     assert code == 2 and "--target and --migration exclude each other" in err
     code, _, err = run(capsys, "check", "--state", str(state))
     assert code == 2 and "give --vm NS/NAME, or --migration FILE" in err
+
+
+def test_check_reads_the_webhooks_policy_flags_and_variables(capsys, monkeypatch):
+    """The same policy as the webhook: v1.8 warns about the CD-ROM; audit mode exits 0."""
+    check = ("check", "--state", str(EXAMPLES), "--vm", "default/cdrom-vm")
+    code, out, _ = run(
+        capsys, *check, "--harvester-version", "v1.8.0", "--target", "harvester-node-3"
+    )
+    assert code == 1  # node-3 lacks the VM's network: a denial the profile does not touch
+    assert "Warnings, allowed by the policy (1):\n  - CDROMVolume" in out
+    monkeypatch.setenv("MIGRATION_GUARD_POLICY_MODE", "audit")
+    code, out, _ = run(capsys, *check)
+    assert code == 0
+    assert out.endswith("Audit mode: the webhook admits it, with these problems as warnings\n")
+
+
+def test_policy_prints_the_table_from_state_files(tmp_path, capsys):
+    setting = {
+        "apiVersion": "harvesterhci.io/v1beta1",
+        "kind": "Setting",
+        "metadata": {"name": "server-version"},
+        "value": "v1.8.2",
+    }
+    (tmp_path / "setting.yaml").write_text(yaml.safe_dump(setting))
+    assert cli.main(["policy", "--state", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Profile: Harvester v1.8 (auto: Harvester's server-version is v1.8.2)")
+    assert cli.main(["policy", "--rule-actions", "Nope=warn"]) == 2
+    assert "error: --rule-actions: 'Nope' is not a rule" in capsys.readouterr().err
