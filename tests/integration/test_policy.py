@@ -8,8 +8,10 @@ webhook and prints their warnings, and creates nothing.
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from tests import webhook_objects as o
 from tests.harness.controlplane import REPO, ControlPlane
 from tests.harness.metrics import sample
+from tests.harness.rbac import vm_migrator_rbac
 from tests.integration.test_webhook import DENIED, create, create_vmim, kubectl_ok
 from tests.webhook_process import WebhookProcess, running_webhook
 
@@ -189,3 +192,32 @@ def test_a_setting_that_cannot_work_stops_start_up_naming_it(args, message):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr  # one line
     assert message in result.stderr
+
+
+def test_the_extension_offers_what_the_webhook_admits_under_the_same_policy(
+    controlplane, nodes, namespace
+):
+    """NodeCordoned set to warn: the cordoned node is offered (with its warning) and admitted."""
+    with running_webhook(controlplane, "--rule-actions", "NodeCordoned=warn") as hook:
+        hook.label_namespace(controlplane, namespace)
+        create(controlplane, o.nad(namespace))
+        create(controlplane, o.vm(namespace, "clean"))
+        create(controlplane, o.vmi(namespace, "clean", N1))
+        create(controlplane, o.launcher_pod(namespace, "clean", N1))
+        controlplane.apply_yaml(json.dumps(vm_migrator_rbac(namespace, "alice")))
+        context = ssl.create_default_context(cafile=str(hook.ca_file))
+        request = urllib.request.Request(
+            f"{hook.url}/v1/namespaces/{namespace}/virtualmachines/clean/migration-targets",
+            headers={"Authorization": f"Bearer {controlplane.token('alice')}"},
+        )
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            report = json.loads(response.read())
+        verdicts = {n["name"]: n for n in report["nodes"]}
+        assert verdicts[N3]["eligible"] is True
+        assert [w["code"] for w in verdicts[N3]["warnings"]] == ["NodeCordoned"]
+        assert N3 in report["eligibleNodes"]
+        admitted = create_vmim(controlplane, namespace, "clean", N3, DRY)
+        assert admitted.returncode == 0, admitted.stderr
+        assert f"Warning: migration-guard: NodeCordoned (warn): node '{N3}' is cordoned" in (
+            admitted.stderr
+        )
