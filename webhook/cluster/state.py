@@ -209,14 +209,20 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
 
 
 def _slim_kubevirt(kv: dict, meta: dict) -> dict:
-    """What KubeVirt's migration limits read of its CR: the migrations configuration, the phase."""
+    """What is read of KubeVirt's CR: the migrations configuration (limits, parallelism), the
+    cluster's eviction strategy, the phase."""
     spec = kv.get("spec") if isinstance(kv.get("spec"), dict) else {}
     configuration = spec.get("configuration") if isinstance(spec.get("configuration"), dict) else {}
     status = kv.get("status") if isinstance(kv.get("status"), dict) else {}
     kept = {k: meta[k] for k in ("name", "namespace", "deletionTimestamp") if k in meta}
     out: dict = {"apiVersion": kv.get("apiVersion"), "kind": KUBEVIRT, "metadata": kept}
-    if "migrations" in configuration:
-        out["spec"] = {"configuration": {"migrations": copy.deepcopy(configuration["migrations"])}}
+    kept_config = {
+        k: copy.deepcopy(configuration[k])
+        for k in ("migrations", "evictionStrategy")
+        if k in configuration
+    }
+    if kept_config:  # the migration limits, and the drain plan's cluster-wide eviction strategy
+        out["spec"] = {"configuration": kept_config}
     if "phase" in status:
         out["status"] = {"phase": status["phase"]}
     return out

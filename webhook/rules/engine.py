@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from webhook.rules.filters import pod_affinity
 from webhook.rules.harvester import resolve_networks
 from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
-from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
+from webhook.rules.node_eligibility import NodeContext, Usage, evaluate_node, read_node
 from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
 from webhook.rules.target import migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
@@ -112,11 +113,13 @@ def evaluate_migration(
     target: str | None = None,
     settings: TimeoutSettings = TimeoutSettings(),  # noqa: B008 (frozen, shared on purpose)
     policy: Policy = ALL_DENY,
+    usage: Callable[[str], Usage] | None = None,
 ) -> Report:
     """Decide whether VMI `namespace/vmi_name` may live-migrate, and where.
 
     `policy` (rules.policy) then sorts the problems of migration-guard's own rules into denials
-    and warnings, and may exempt the VM; by default every rule denies.
+    and warnings, and may exempt the VM; by default every rule denies. `usage`: what each node's
+    pods request, when not the cluster's as it is (a drain plan adds what it placed).
 
     Target: `target` when given, else the one `vmim` asks for (`migration_target`). Without a
     VMIM the VMI's target annotation is not used, so a target lookup lists every node.
@@ -126,7 +129,7 @@ def evaluate_migration(
     (webhook.rules.decentralized: its nodes are not judged here). `vmim` is never counted as
     another migration in progress. Malformed objects raise InputError naming the object and field.
     """
-    report = _evaluate(state, namespace, vmi_name, vmim, target, settings)
+    report = _evaluate(state, namespace, vmi_name, vmim, target, settings, usage)
     return with_policy(report, policy, state, namespace, vmi_name)
 
 
@@ -169,6 +172,7 @@ def _evaluate(
     vmim: dict | None,
     target: str | None,
     settings: TimeoutSettings,
+    usage: Callable[[str], Usage] | None,
 ) -> Report:
     vm_ref = f"{namespace}/{vmi_name}"
     vmi, vf = state.vmi_with_facts(namespace, vmi_name)
@@ -210,7 +214,7 @@ def _evaluate(
         pod=pod,
         source_node=source,
         networks=networks,
-        usage=state.node_usage,
+        usage=usage or state.node_usage,
         pod_affinity=pa,
     )
 

@@ -1,0 +1,105 @@
+"""The drain plan, pure: who leaves, in which wave, to which node, and who holds the drain."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit import rules_objects as o
+from webhook.cluster.state import ClusterState
+from webhook.rules.drain import HOLDS, LEFT, MIGRATES, SHUT_DOWN, drain_plan
+from webhook.rules.scoring import balanced_allocation, best_nodes, least_allocated, node_score
+
+GI = 2**30
+
+
+def vm_on_node_1(
+    name: str, strategy: str | None = "LiveMigrate", memory: str = "8Gi", **kw
+) -> list[dict]:
+    vmi = o.vmi(name, **kw)
+    if strategy is not None:
+        vmi["spec"]["evictionStrategy"] = strategy
+    vmi["spec"]["domain"]["resources"]["requests"]["memory"] = memory
+    return [vmi, o.vm(name), o.launcher(name, memory=memory)]
+
+
+def node(name: str, memory: str) -> dict:
+    return o.node(name, allocatable={**o.ALLOCATABLE, "memory": memory})
+
+
+def test_scores_are_kube_schedulers_least_allocated_plus_balanced_allocation():
+    alloc = {"cpu": 16000, "memory": 64 * GI}
+    assert least_allocated(alloc, {"cpu": 8000, "memory": 16 * GI}) == (50 + 75) // 2
+    assert balanced_allocation(alloc, {"cpu": 8000, "memory": 16 * GI}) == 87  # 1 - |0.5-0.25|/2
+    assert node_score(alloc, {}, {}) == 99 + 99  # a pod without requests counts 100m / 200 MiB
+    assert best_nodes([("b", 150), ("a", 150), ("c", 120)]) == (["a", "b"], 150)
+
+
+def test_every_vm_of_the_node_and_what_the_drain_does_to_it():
+    objs = [node("node-1", "64Gi"), node("node-2", "20Gi"), node("node-3", "40Gi"), o.nad()]
+    objs += vm_on_node_1("a-big", memory="16Gi")  # goes where most room is left
+    objs += vm_on_node_1("b-big", memory="16Gi")  # then the other node has more room
+    objs += vm_on_node_1("c-huge", memory="30Gi")  # fits node-3 alone, not after a-big
+    objs += vm_on_node_1("d-none", strategy=None)
+    objs += vm_on_node_1("e-external", strategy="External")
+    not_migratable = [
+        {"type": "LiveMigratable", "status": "False", "reason": "DisksNotLiveMigratable"}
+    ]
+    objs += vm_on_node_1("f-maybe", strategy="LiveMigrateIfPossible", conditions=not_migratable)
+    plan = drain_plan(ClusterState.from_objects(objs), "node-1")
+    by_vm = {p.vm.split("/")[1]: p for p in plan.vms}
+    assert [p.vm for p in plan.vms] == sorted(p.vm for p in plan.vms)
+
+    assert (by_vm["a-big"].outcome, by_vm["a-big"].target, by_vm["a-big"].wave) == (
+        MIGRATES,
+        "node-3",
+        1,
+    )
+    assert (by_vm["b-big"].outcome, by_vm["b-big"].target, by_vm["b-big"].wave) == (
+        MIGRATES,
+        "node-2",
+        1,
+    )
+    huge = by_vm["c-huge"]
+    assert huge.outcome == HOLDS
+    assert huge.reasons[0].code == "NoRoomAfterPlacements"
+    assert "NoEligibleTarget" in [r.code for r in huge.reasons]
+    assert by_vm["d-none"].outcome == SHUT_DOWN
+    assert "evictionStrategy None" in by_vm["d-none"].reasons[0].message
+    assert by_vm["e-external"].outcome == LEFT
+    assert by_vm["f-maybe"].outcome == SHUT_DOWN
+    assert not plan.drainable
+    assert json.loads(json.dumps(plan.to_dict()))["vms"][0]["target"] == "node-3"
+
+
+def test_waves_follow_kubevirts_parallel_outbound_migrations_per_node():
+    objs = [node("node-1", "64Gi"), node("node-2", "256Gi"), o.nad()]
+    for i in range(5):
+        objs += vm_on_node_1(f"vm-{i}", memory="1Gi")
+    kubevirt = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"configuration": {"migrations": {"parallelOutboundMigrationsPerNode": 3}}},
+        "status": {"phase": "Deployed"},
+    }
+    plan = drain_plan(ClusterState.from_objects([*objs, kubevirt]), "node-1")
+    assert plan.parallel_per_node == 3 and plan.parallel_per_cluster == 5
+    assert [p.wave for p in plan.vms] == [1, 1, 1, 2, 2]
+    assert plan.drainable
+
+
+def test_a_blocked_vm_holds_the_drain_with_its_reasons_and_the_cluster_strategy_applies():
+    objs = [node("node-1", "64Gi"), node("node-2", "64Gi"), o.nad()]
+    boxed = vm_on_node_1("boxed", strategy=None)
+    boxed[0]["spec"]["domain"]["devices"]["interfaces"][0] = {"name": "default", "bridge": {}}
+    kubevirt = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"configuration": {"evictionStrategy": "LiveMigrate"}},
+        "status": {"phase": "Deployed"},
+    }
+    plan = drain_plan(ClusterState.from_objects([*objs, *boxed, kubevirt]), "node-1")
+    (held,) = plan.vms
+    assert (held.eviction_strategy, held.outcome) == ("LiveMigrate", HOLDS)
+    assert [r.code for r in held.reasons] == ["ManagementNetworkBridge"]

@@ -1,0 +1,233 @@
+"""The drain plan of a node: will every VM on it leave, where will each go, which one holds it?
+
+What `kubectl drain` (or Harvester's maintenance mode) sets off, followed as KubeVirt v1.8 does it
+(pkg/virt-controller/watch/drain/evacuation, pkg/util/migrations):
+- a VMI's eviction strategy is its own `spec.evictionStrategy`, else the KubeVirt CR's
+  `spec.configuration.evictionStrategy`, else none;
+- none: the drain evicts the launcher pod and the VM is shut down; External: left to the
+  controller that asked for it; LiveMigrateIfPossible: migrated when KubeVirt says it is
+  LiveMigratable, else shut down; LiveMigrate: migrated, and while it cannot be, the eviction is
+  refused and the drain waits (the VM holds it);
+- migrations start in waves of at most `parallelOutboundMigrationsPerNode` (2), capped by
+  `parallelMigrationsPerCluster` (5) (KubeVirt takes VMIs in no set order; the plan takes them by
+  namespace and name).
+Each migration is decided by the rule engine, as the webhook would, and its target is where
+kube-scheduler's default scores put it (rules.scoring); each placement then uses the target's
+room, so a VM that fits nowhere once the others are placed is reported as holding the drain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from webhook.rules.engine import evaluate_migration
+from webhook.rules.filters.resources import PODS, Resources
+from webhook.rules.model import Problem, TimeoutSettings
+from webhook.rules.policy import ALL_DENY, Policy
+from webhook.rules.scoring import best_nodes, node_score
+
+if TYPE_CHECKING:
+    from webhook.cluster.state import ClusterState
+
+LIVE_MIGRATE, IF_POSSIBLE, EXTERNAL, NONE = (
+    "LiveMigrate",
+    "LiveMigrateIfPossible",
+    "External",
+    "None",
+)
+MIGRATES, HOLDS, SHUT_DOWN, LEFT = "migrates", "holds-drain", "shut-down", "left"
+DEFAULT_PER_CLUSTER, DEFAULT_PER_NODE = 5, 2
+
+
+@dataclass(frozen=True)
+class PlannedVM:
+    """What the drain does to one VM."""
+
+    vm: str  # namespace/name
+    eviction_strategy: str
+    outcome: str  # MIGRATES, HOLDS, SHUT_DOWN, LEFT
+    target: str | None = None  # where kube-scheduler's scores put it
+    ties: tuple[str, ...] = ()  # other nodes scoring the same: the scheduler picks at random
+    score: int | None = None
+    wave: int | None = None  # 1: the first migrations KubeVirt starts
+    reasons: tuple[Problem, ...] = ()  # why it holds the drain, or is not migrated
+    warnings: tuple[Problem, ...] = ()  # what the policy lets it migrate with
+
+    def to_dict(self) -> dict:
+        return {
+            "vm": self.vm,
+            "evictionStrategy": self.eviction_strategy,
+            "outcome": self.outcome,
+            "target": self.target,
+            "ties": list(self.ties),
+            "score": self.score,
+            "wave": self.wave,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    node: str
+    vms: tuple[PlannedVM, ...]
+    parallel_per_cluster: int
+    parallel_per_node: int
+
+    @property
+    def drainable(self) -> bool:
+        """Every VM leaves the node (migrated, shut down, or left to its controller)."""
+        return all(p.outcome != HOLDS for p in self.vms)
+
+    def to_dict(self) -> dict:
+        return {
+            "node": self.node,
+            "drainable": self.drainable,
+            "parallelMigrationsPerCluster": self.parallel_per_cluster,
+            "parallelOutboundMigrationsPerNode": self.parallel_per_node,
+            "vms": [p.to_dict() for p in self.vms],
+        }
+
+
+def _kubevirt_configuration(kubevirts: list[dict]) -> dict:
+    for kv in sorted(kubevirts, key=lambda k: (k.get("metadata") or {}).get("name", "")):
+        config = ((kv.get("spec") or {}).get("configuration")) or {}
+        if isinstance(config, dict):
+            return config
+    return {}
+
+
+def eviction_strategy(vmi: dict, cluster_configuration: dict) -> str:
+    """VMIEvictionStrategy: the VMI's, else the cluster's, else None."""
+    own = (vmi.get("spec") or {}).get("evictionStrategy")
+    if isinstance(own, str) and own:
+        return own
+    cluster = cluster_configuration.get("evictionStrategy")
+    return cluster if isinstance(cluster, str) and cluster else NONE
+
+
+def _live_migratable(vmi: dict) -> bool:
+    conditions = (vmi.get("status") or {}).get("conditions") or []
+    return any(
+        isinstance(c, dict) and c.get("type") == "LiveMigratable" and c.get("status") == "True"
+        for c in conditions
+    )
+
+
+def _parallelism(cluster_configuration: dict) -> tuple[int, int]:
+    migrations = cluster_configuration.get("migrations") or {}
+    per_cluster = migrations.get("parallelMigrationsPerCluster")
+    per_node = migrations.get("parallelOutboundMigrationsPerNode")
+    return (
+        per_cluster if isinstance(per_cluster, int) and per_cluster > 0 else DEFAULT_PER_CLUSTER,
+        per_node if isinstance(per_node, int) and per_node > 0 else DEFAULT_PER_NODE,
+    )
+
+
+def _requests(state: ClusterState, namespace: str, name: str) -> Resources:
+    """What the VM's target pod asks: its launcher pod's requests (KubeVirt renders the same)."""
+    _, requests = state.launcher_pod_and_requests(namespace, name)
+    if requests is not None:
+        return requests
+    _, facts = state.vmi_with_facts(namespace, name)
+    return facts.pod.requests if facts is not None else {}
+
+
+def drain_plan(
+    state: ClusterState,
+    node: str,
+    *,
+    policy: Policy = ALL_DENY,
+    settings: TimeoutSettings = TimeoutSettings(),  # noqa: B008 (frozen, shared on purpose)
+) -> DrainPlan:
+    """The plan for draining `node` on the cluster `state` describes."""
+    config = _kubevirt_configuration(state.kubevirts())
+    per_cluster, per_node = _parallelism(config)
+    wave_size = min(per_cluster, per_node)
+    placed: dict[str, Resources] = {}  # node -> what the plan's migrations add to it
+
+    def usage(name: str) -> tuple[Resources, int]:
+        requested, pods = state.node_usage(name)
+        extra = placed.get(name)
+        if not extra:
+            return requested, pods
+        merged = dict(requested)
+        for k, v in extra.items():
+            if k != PODS:
+                merged[k] = merged.get(k, 0) + v
+        return merged, pods + extra.get(PODS, 0)
+
+    vmis = sorted(
+        (v for v in state.vmis() if ((v.get("status") or {}).get("nodeName")) == node),
+        key=lambda v: (v["metadata"].get("namespace", ""), v["metadata"]["name"]),
+    )
+    planned: list[PlannedVM] = []
+    migrations = 0
+    for vmi in vmis:
+        ns, name = vmi["metadata"].get("namespace", "default"), vmi["metadata"]["name"]
+        vm = f"{ns}/{name}"
+        strategy = eviction_strategy(vmi, config)
+        if strategy == EXTERNAL:
+            planned.append(PlannedVM(vm, strategy, LEFT))
+            continue
+        if strategy not in (LIVE_MIGRATE, IF_POSSIBLE) or (
+            strategy == IF_POSSIBLE and not _live_migratable(vmi)
+        ):
+            why = Problem(
+                "ShutDownOnDrain",
+                f"evictionStrategy {strategy}: the drain evicts its pod and the VM is shut down"
+                if strategy != IF_POSSIBLE
+                else "evictionStrategy LiveMigrateIfPossible and KubeVirt says it is not "
+                "LiveMigratable: the drain shuts it down",
+            )
+            planned.append(PlannedVM(vm, strategy, SHUT_DOWN, reasons=(why,)))
+            continue
+        report = evaluate_migration(state, ns, name, settings=settings, policy=policy, usage=usage)
+        if report.blockers or report.problems():
+            reasons = tuple(report.problems())
+            if not report.blockers and _eligible_now(state, ns, name, settings, policy):
+                reasons = (
+                    Problem(
+                        "NoRoomAfterPlacements",
+                        f"VM {vm} fits on a node now, but not once the VMs planned before it "
+                        "have moved there",
+                    ),
+                    *reasons,
+                )
+            planned.append(PlannedVM(vm, strategy, HOLDS, reasons=reasons))
+            continue
+        pod = _requests(state, ns, name)
+        scores = []
+        for target in report.eligible_nodes:
+            facts = state.node_facts(target)
+            if facts is not None:
+                scores.append((target, node_score(facts.allocatable, usage(target)[0], pod)))
+        best, top = best_nodes(scores)
+        chosen = best[0]
+        extra = placed.setdefault(chosen, {})
+        for k, v in pod.items():
+            extra[k] = extra.get(k, 0) + v
+        extra[PODS] = extra.get(PODS, 0) + 1
+        planned.append(
+            PlannedVM(
+                vm,
+                strategy,
+                MIGRATES,
+                target=chosen,
+                ties=tuple(best[1:]),
+                score=top,
+                wave=migrations // wave_size + 1,
+                warnings=tuple(report.all_warnings() or report.warnings),
+            )
+        )
+        migrations += 1
+    return DrainPlan(node, tuple(planned), per_cluster, per_node)
+
+
+def _eligible_now(
+    state: ClusterState, namespace: str, name: str, settings: TimeoutSettings, policy: Policy
+) -> bool:
+    """Whether some node could take the VM before any other VM of the plan moves."""
+    report = evaluate_migration(state, namespace, name, settings=settings, policy=policy)
+    return bool(report.eligible_nodes)
