@@ -28,6 +28,7 @@ from webhook.cluster.state import HARVESTER_SETTING, SERVER_VERSION, ClusterStat
 from webhook.errors import InputError
 from webhook.rules import Report, TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules import access as a
+from webhook.rules.drain import HOLDS, DrainPlan, drain_plan
 from webhook.rules.model import GUARD, KUBEVIRT, SAME, Timeouts
 from webhook.rules.policy import EXEMPT_LABEL, Policy, PolicySettings, resolve
 
@@ -340,6 +341,57 @@ def format_policy(policy: Policy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_drain_plan(plan: DrainPlan) -> str:
+    """One line per VM: what the drain does to it, where it goes, or why it holds the drain."""
+    held = sum(1 for p in plan.vms if p.outcome == HOLDS)
+    lines = [
+        f"Node:    {plan.node}",
+        "Result:  " + ("every VM leaves" if plan.drainable else f"{held} VM(s) hold the drain"),
+        f"Waves:   {min(plan.parallel_per_node, plan.parallel_per_cluster)} migrations at a time "
+        f"(parallelOutboundMigrationsPerNode {plan.parallel_per_node}, "
+        f"parallelMigrationsPerCluster {plan.parallel_per_cluster})",
+        "",
+    ]
+    if not plan.vms:
+        return "\n".join([*lines, "No VM runs on the node."]) + "\n"
+    rows = [("VM", "EVICTION", "OUTCOME", "WAVE", "TARGET / WHY")]
+    for p in plan.vms:
+        if p.outcome == "migrates":
+            tie = f"; ties with {', '.join(p.ties)}" if p.ties else ""
+            what = [f"{p.target} (score {p.score}{tie})"]
+            what += [f"{w.code} (warn): {w.message}" for w in p.warnings]
+        else:
+            what = [f"{r.code}: {r.message}" for r in p.reasons] or ["-"]
+        wave = str(p.wave) if p.wave else "-"
+        rows.append((p.vm, p.eviction_strategy, p.outcome, wave, what[0]))
+        rows += [("", "", "", "", w) for w in what[1:]]
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(4)]
+    for row in rows:
+        cells = "".join(f"{c:<{w}}" for c, w in zip(row[:4], widths, strict=True))
+        lines.append(f"  {cells}{row[4]}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def run_drain_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`migration-guard drain-plan NODE`: 0 every VM can leave, 1 not, 2 bad input."""
+    source = args.state or args.kubeconfig
+    try:
+        policy_config = policy_settings(args)
+        state = load_state(args.state) if args.state else load_live_state(args.kubeconfig)
+        if state.node(args.node) is None:
+            raise InputError(f"{source}: node {args.node!r} is not in the state")
+        policy = resolve(policy_config, state.harvester_server_version())
+        plan = drain_plan(state, args.node, policy=policy)
+    except InputError as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    if args.output == "json":
+        out.write(json.dumps(plan.to_dict(), indent=2) + "\n")
+    else:
+        out.write(format_drain_plan(plan))
+    return 0 if plan.drainable else 1
+
+
 def _server_version(args: argparse.Namespace) -> tuple[str | None, bool]:
     """(Harvester's server-version, whether a cluster was read) for `policy`."""
     if args.state:
@@ -433,6 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--kubeconfig", metavar="FILE", help="read Harvester's version live")
     policy.add_argument("-o", "--output", choices=("text", "json"), default="text")
     flags.add_flags(policy, POLICY_FLAGS)
+    drain = sub.add_parser(
+        "drain-plan",
+        help="what draining a node does to each VM on it: where it goes, or what holds the drain",
+        description="Exit 0 when every VM can leave the node, 1 when not, 2 bad input.",
+    )
+    drain.add_argument("node", metavar="NODE")
+    drain_source = drain.add_mutually_exclusive_group(required=True)
+    drain_source.add_argument("--state", metavar="PATH", help="YAML/JSON state files")
+    drain_source.add_argument("--kubeconfig", metavar="FILE", help="read a live cluster")
+    drain.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    flags.add_flags(drain, POLICY_FLAGS)
     for name, (_, help_text) in DELEGATES.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -447,6 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if args.command == "policy":
         return run_policy(args, sys.stdout, sys.stderr)
+    if args.command == "drain-plan":
+        return run_drain_plan(args, sys.stdout, sys.stderr)
     return run_check(args, sys.stdout, sys.stderr)
 
 

@@ -399,3 +399,21 @@ def test_policy_prints_the_table_from_state_files(tmp_path, capsys):
     assert out.startswith("Profile: Harvester v1.8 (auto: Harvester's server-version is v1.8.2)")
     assert cli.main(["policy", "--rule-actions", "Nope=warn"]) == 2
     assert "error: --rule-actions: 'Nope' is not a rule" in capsys.readouterr().err
+
+
+def test_drain_plan_of_the_example_nodes(capsys):
+    code, out, _ = run(capsys, "drain-plan", "harvester-node-3", "--state", str(EXAMPLES))
+    assert code == 0
+    assert "Result:  every VM leaves" in out
+    assert "default/clean-vm-2  LiveMigrateIfPossible  migrates  1     harvester-node-0" in out
+    code, out, _ = run(
+        capsys, "drain-plan", "harvester-node-0", "--state", str(EXAMPLES), "-o", "json"
+    )
+    plan = json.loads(out)
+    assert code == 1 and plan["drainable"] is False
+    outcomes = {v["vm"]: (v["outcome"], [r["code"] for r in v["reasons"]]) for v in plan["vms"]}
+    assert outcomes["default/cdrom-vm"] == ("holds-drain", ["CDROMVolume"])
+    assert outcomes["default/rwo-vm"] == ("shut-down", ["ShutDownOnDrain"])
+    assert outcomes["default/clean-vm"] == ("migrates", [])
+    code, _, err = run(capsys, "drain-plan", "nope", "--state", str(EXAMPLES))
+    assert code == 2 and err == f"error: {EXAMPLES}: node 'nope' is not in the state\n"

@@ -184,8 +184,8 @@ def drain_plan(
             planned.append(PlannedVM(vm, strategy, SHUT_DOWN, reasons=(why,)))
             continue
         report = evaluate_migration(state, ns, name, settings=settings, policy=policy, usage=usage)
-        if report.blockers or report.problems():
-            reasons = tuple(report.problems())
+        if report.problems():  # its blockers, else why no node can take it
+            reasons = tuple(report.blockers or report.problems())
             if not report.blockers and _eligible_now(state, ns, name, settings, policy):
                 reasons = (
                     Problem(
