@@ -23,13 +23,19 @@ APISERVICE_NAME = f"{VERSION}.{GROUP}"
 
 @dataclass(frozen=True)
 class Subresource:
-    """A VM subresource: `<PREFIX>/namespaces/<ns>/virtualmachines/<vm>/<name>`."""
+    """A subresource: `<PREFIX>/namespaces/<ns>/virtualmachines/<vm>/<name>` of a VM, or
+    `<PREFIX>/nodes/<node>/<name>` of a node."""
 
     name: str
     method: str
-    verb: str  # what RBAC grants on `virtualmachines/<name>`
+    verb: str  # what RBAC grants on `<parent>/<name>`
     kind: str  # the kind of what it answers, for discovery
     view: str  # the _Views method that serves it (extension.api)
+    parent: str = "virtualmachines"  # or "nodes" (cluster-scoped)
+
+    @property
+    def namespaced(self) -> bool:
+        return self.parent != "nodes"
 
 
 SUBRESOURCES = (
@@ -37,12 +43,15 @@ SUBRESOURCES = (
     Subresource("migration", "GET", "get", "MigrationStatus", "migration"),
     Subresource("migrate", "PUT", "update", "MigrationStarted", "migrate"),
     Subresource("abortmigration", "PUT", "update", "MigrationAborted", "abort"),
+    Subresource("drainplan", "GET", "get", "DrainPlan", "drain_plan", parent="nodes"),
 )
 
 
 def route(sub: Subresource) -> str:
     """The Flask rule of a subresource."""
-    return f"{PREFIX}/namespaces/<namespace>/virtualmachines/<name>/{sub.name}"
+    if not sub.namespaced:
+        return f"{PREFIX}/{sub.parent}/<name>/{sub.name}"
+    return f"{PREFIX}/namespaces/<namespace>/{sub.parent}/<name>/{sub.name}"
 
 
 def discovery() -> dict:
@@ -54,9 +63,9 @@ def discovery() -> dict:
         "groupVersion": GROUP_VERSION,
         "resources": [
             {
-                "name": f"virtualmachines/{s.name}",
+                "name": f"{s.parent}/{s.name}",
                 "singularName": "",
-                "namespaced": True,
+                "namespaced": s.namespaced,
                 "kind": s.kind,
                 "verbs": [s.verb],
             }

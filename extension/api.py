@@ -20,7 +20,14 @@ from typing import Any, Protocol
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from extension import actions, aggregated
-from extension.auth import CREATE_VMIMS, DELETE_VMIMS, GET_VMS, Authenticator, Credentials
+from extension.auth import (
+    CREATE_VMIMS,
+    DELETE_VMIMS,
+    GET_VMS,
+    LIST_VMIS,
+    Authenticator,
+    Credentials,
+)
 from extension.openapi import build_spec
 from extension.status import migration_status, subject_uid
 from extension.user import AuthError, User
@@ -29,6 +36,7 @@ from webhook.cluster.kubeapi import Kube, KubeError, kubevirt_path
 from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.progress import PrometheusSource
+from webhook.rules.drain import drain_plan
 from webhook.rules.engine import evaluate_migration, migration_timeouts
 from webhook.rules.model import Report, TimeoutSettings
 from webhook.rules.policy import ALL_DENY, Policy
@@ -133,6 +141,7 @@ def create_blueprint(ctx: ExtensionContext) -> Blueprint:
         views.migration,
         methods=["GET"],
     )
+    bp.add_url_rule("/v1/nodes/<name>/drain-plan", "drain_plan", views.drain_plan, methods=["GET"])
     bp.add_url_rule("/openapi.json", "openapi", views.openapi, methods=["GET"])
     # The same views as an aggregated API, reached through kube-apiserver (extension.aggregated).
     bp.add_url_rule(aggregated.PREFIX, "discovery", views.discovery, methods=["GET"])
@@ -287,6 +296,24 @@ class _Views:
         if action == "migrate":
             return self._migrate(user, namespace, name)
         return self._abort(user, namespace, name)
+
+    def drain_plan(self, name: str) -> Response:
+        """Every VM of the node and what draining it does (rules.drain); it shows VMs of every
+        namespace, so it needs `list virtualmachineinstances` cluster-wide."""
+        user = self._user()
+        actions.check_names("default", name)
+        self.ctx.authenticator.authorize(user, "", LIST_VMIS)
+        self._require_synced()
+        state = self.ctx.cache.state
+        if state.node(name) is None:
+            raise ApiError(404, f"Node {name} not found")
+        try:
+            plan = drain_plan(
+                state, name, policy=self.ctx.policy(), settings=self.ctx.timeout_settings
+            )
+        except InputError as exc:
+            raise ApiError(422, f"cannot plan the drain of node {name}: {exc}") from None
+        return jsonify(plan.to_dict())
 
     def migrate(self, namespace: str, name: str) -> Response:
         user = self._user()

@@ -54,6 +54,7 @@ class Credentials:
 GET_VMS = Permission("get", "virtualmachines")
 CREATE_VMIMS = Permission("create", "virtualmachineinstancemigrations")
 DELETE_VMIMS = Permission("delete", "virtualmachineinstancemigrations")
+LIST_VMIS = Permission("list", "virtualmachineinstances")  # a drain plan shows every VM of a node
 
 
 MISSING_BEARER = "missing Authorization header: send 'Authorization: Bearer <token>'"
@@ -243,4 +244,5 @@ class Authenticator:
         if status.get("allowed") is True and status.get("denied") is not True:
             return
         what = f"{permission.describe()}" + (f" '{name}'" if name else "")
-        raise AuthError(403, f"user '{user.username}' may not {what} in namespace '{namespace}'")
+        where = f"in namespace '{namespace}'" if namespace else "in every namespace"
+        raise AuthError(403, f"user '{user.username}' may not {what} {where}")

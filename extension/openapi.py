@@ -318,6 +318,30 @@ _SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/nodes/{name}/drain-plan": {
+            "get": {
+                "operationId": "drainPlan",
+                "summary": "Every VM of the node and what draining it does: where each goes, or "
+                "what holds the drain (needs list virtualmachineinstances in every namespace)",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "Name of the Node.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The drain plan (migration-guard drain-plan -o json)."},
+                    **{k: v for k, v in _COMMON_ERRORS.items() if k != "404"},
+                    "404": _error(
+                        "The node does not exist (only said after the permission check)."
+                    ),
+                    "422": _error("A cluster object the rules read is malformed."),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -343,6 +367,7 @@ def _aggregated_paths() -> dict[str, Any]:
     operations = {
         "migration_targets": direct[f"{vm_path}/migration-targets"]["get"],
         "migration": direct[f"{vm_path}/migration"]["get"],
+        "drain_plan": direct["/v1/nodes/{name}/drain-plan"]["get"],
         "migrate": {
             "summary": "Evaluate the rules, then create a VMIM (body: MigrateRequest)",
             "requestBody": action["requestBody"] | {"description": "The target, if any."},
@@ -371,9 +396,10 @@ def _aggregated_paths() -> dict[str, Any]:
         path = aggregated.route(sub).replace("<", "{").replace(">", "}")
         operation = copy.deepcopy(operations[sub.view])
         operation["operationId"] = f"api{sub.kind}"
-        operation["parameters"] = _PATH_PARAMS
+        if sub.namespaced:
+            operation["parameters"] = _PATH_PARAMS
         operation["description"] = (
-            f"RBAC: {sub.verb} on virtualmachines/{sub.name} in {aggregated.GROUP}, checked by "
+            f"RBAC: {sub.verb} on {sub.parent}/{sub.name} in {aggregated.GROUP}, checked by "
             "kube-apiserver; the backend checks the KubeVirt permission as on the direct path."
         )
         paths[path] = {sub.method.lower(): operation}

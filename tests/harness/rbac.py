@@ -34,6 +34,7 @@ def vm_migrator_rbac(namespace: str, user: str, also_read: tuple[str, ...] = ())
                     "verbs": [s.verb],
                 }
                 for s in aggregated.SUBRESOURCES
+                if s.namespaced
             ),
         ],
     }

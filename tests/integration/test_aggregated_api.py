@@ -109,7 +109,9 @@ def test_discovery_lists_every_subresource_with_its_verb(controlplane, backend):
         "virtualmachines/migration": ["get"],
         "virtualmachines/migrate": ["update"],
         "virtualmachines/abortmigration": ["update"],
+        "nodes/drainplan": ["get"],
     }
+    assert {r["name"]: r["namespaced"] for r in listing["resources"]}["nodes/drainplan"] is False
     apis = json.loads(kubectl_ok(controlplane, "get", "--raw", "/apis"))
     groups = {g["name"]: g for g in apis["groups"]}
     assert groups[aggregated.GROUP]["preferredVersion"]["groupVersion"] == aggregated.GROUP_VERSION
@@ -180,7 +182,7 @@ def test_alice_with_a_role_is_served_as_herself_and_bob_is_refused_by_kube_apise
     controlplane, backend, namespace, vm
 ):
     ns = namespace
-    everything = [s.name for s in aggregated.SUBRESOURCES]
+    everything = [s.name for s in aggregated.SUBRESOURCES if s.namespaced]
     controlplane.apply_yaml(
         json.dumps(subresource_role(ns, "mg-subresources", [user("alice")], *everything))
     )
@@ -337,7 +339,7 @@ def test_kubectl_plugin_targets_migrates_shows_and_aborts_as_the_user(
     controlplane, backend, namespace, vm
 ):
     ns = namespace
-    everything = [s.name for s in aggregated.SUBRESOURCES]
+    everything = [s.name for s in aggregated.SUBRESOURCES if s.namespaced]
     controlplane.apply_yaml(
         json.dumps(subresource_role(ns, "mg-subresources", [user("alice")], *everything))
     )
@@ -378,3 +380,56 @@ def test_kubectl_plugin_targets_migrates_shows_and_aborts_as_the_user(
     bob = plugin(controlplane, "bob", "targets", vm, "-n", ns)
     assert bob.returncode == 1
     assert 'User "bob" cannot get resource "virtualmachines/migrationtargets"' in bob.stderr
+
+
+def test_the_drain_plan_of_a_node_through_kube_apiserver(controlplane, backend, namespace, vm):
+    node = f"{namespace}-a"
+    path = f"{aggregated.PREFIX}/nodes/{node}/drainplan"
+    plan = wait_for(
+        lambda: (
+            (r := raw(controlplane, path)).returncode == 0
+            and (p := json.loads(r.stdout))["vms"]
+            and p
+        ),
+        what="the drain plan",
+    )
+    assert plan["node"] == node
+    (entry,) = [v for v in plan["vms"] if v["vm"] == f"{namespace}/{vm}"]
+    assert entry["outcome"] in ("migrates", "shut-down", "holds-drain")
+
+    refused = raw(controlplane, path, user="bob")
+    assert refused.returncode != 0
+    assert f'cannot get resource "nodes/drainplan" in API group "{aggregated.GROUP}"' in (
+        refused.stderr
+    )
+    # allowed by kube-apiserver, refused by the backend: the plan shows VMs of every namespace
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"drain-planner-{namespace}"},
+        "rules": [
+            {"apiGroups": [aggregated.GROUP], "resources": ["nodes/drainplan"], "verbs": ["get"]}
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"drain-planner-{namespace}"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}],
+    }
+    controlplane.apply_yaml(
+        json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+    )
+    backend_refusal = wait_for(
+        lambda: "may not list" in (r := raw(controlplane, path, user="bob")).stderr and r,
+        what="the backend's refusal",
+    )
+    assert (
+        "user 'bob' may not list virtualmachineinstances.kubevirt.io in every namespace"
+        in backend_refusal.stderr
+    )

@@ -379,9 +379,9 @@ def operations(app) -> list:
     """Every operation of /openapi.json, as schemathesis loads it from the WSGI app."""
     loaded = schemathesis.openapi.from_wsgi("/openapi.json", app)
     ops = [result.ok() for result in loaded.get_all_operations()]
-    # the action, the target report, the migration status; the same four as subresources of the
-    # aggregated API, and its discovery
-    assert len(ops) == 8, ops
+    # the action, the target report, the migration status, the drain plan; the same five as
+    # subresources of the aggregated API, and its discovery
+    assert len(ops) == 10, ops
     return ops
 
 
