@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
 from tests.integration.chart_support import (
     CHART,
@@ -920,3 +921,143 @@ def test_user_roles_authorize_the_aggregated_api_requests(
     finally:
         for role in roles:
             controlplane.kubectl("delete", "clusterrole", role["metadata"]["name"])
+
+
+def test_exempt_label_policy_on_the_api_server(controlplane: ControlPlane, namespace: str):
+    """The rendered ValidatingAdmissionPolicy in the real kube-apiserver: alice, who may edit VMs,
+    cannot add, change or remove the exemption label (on the VM or in its VMI template), and is
+    told who can and what to run; admin (system:masters, allowed) can; alice's other edits of a
+    labelled VM pass; virt-controller's user may copy it into a VMI. The binding is narrowed to
+    this test's namespace so the other tests' VMs on the shared control plane stay unaffected."""
+    fullname = f"mgv-{namespace}"
+    objs = render(
+        controlplane,
+        f"fullnameOverride={fullname}",
+        "policy.restrictExemptLabel.enabled=true",
+        namespace=namespace,
+    )
+    vap = one(objs, "ValidatingAdmissionPolicy")
+    binding = one(objs, "ValidatingAdmissionPolicyBinding")
+    binding["spec"]["matchResources"] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    }
+    controller = "system:serviceaccount:kubevirt:kubevirt-controller"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "vm-editor", "namespace": namespace},
+        "rules": [
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachines", "virtualmachineinstances"],
+                "verbs": ["get", "create", "update", "patch"],
+            }
+        ],
+    }
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "vm-editors", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-editor"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+            for name in ("alice", controller)
+        ],
+    }
+    as_controller = ("--as", controller, "--as-group", "system:serviceaccounts")
+
+    def kubectl(*args: str, user: str = "admin", input: str | None = None):
+        return controlplane.kubectl(*args, "-n", namespace, user=user, input=input)
+
+    def labelled(name: str) -> dict:
+        obj = o.vm(namespace, name)
+        obj["metadata"]["labels"][EXEMPT_LABEL] = "true"
+        return obj
+
+    expected = (
+        f"only members of system:masters may add, change or remove the label {EXEMPT_LABEL} on "
+        "a VirtualMachine (it exempts the VM from migration-guard's live-migration checks); "
+        "ask one of them to run: kubectl label vm -n "
+    )
+    try:
+        controlplane.apply_yaml(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": [vap, binding, role, grant]})
+        )
+        # the policy and the RBAC grant take effect a moment after they are created: probe with
+        # server-side dry runs (admission policies run for them too) until alice is refused
+        probe = json.dumps(labelled("probe"))
+        deadline = time.monotonic() + 30
+        while True:
+            result = kubectl("create", "--dry-run=server", "-f", "-", user="alice", input=probe)
+            if result.returncode != 0 and EXEMPT_LABEL in result.stderr:
+                break
+            assert time.monotonic() < deadline, f"the policy never refused: {result}"
+            time.sleep(0.2)
+
+        # creating a VM with the label: refused, naming the label, who may, and the command
+        refused = kubectl("create", "-f", "-", user="alice", input=json.dumps(labelled("vm-a")))
+        assert refused.returncode != 0
+        assert expected + f"{namespace} vm-a {EXEMPT_LABEL}=true" in refused.stderr
+        assert f"ValidatingAdmissionPolicy '{fullname}-exempt-label'" in refused.stderr
+        assert kubectl("get", "vm", "vm-a", "--ignore-not-found", "-o", "name").stdout == ""
+
+        # created without it: alice's edits are fine, but not adding the label
+        created = kubectl(
+            "create", "-f", "-", user="alice", input=json.dumps(o.vm(namespace, "vm-b"))
+        )
+        assert created.returncode == 0, created.stderr
+        assert kubectl("label", "vm", "vm-b", "team=db", user="alice").returncode == 0
+        refused = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}=true", user="alice")
+        assert refused.returncode != 0
+        assert expected + f"{namespace} vm-b {EXEMPT_LABEL}=true" in refused.stderr
+        # ... nor in the VMI template (KubeVirt copies it into the VMI's labels)
+        template = {"spec": {"template": {"metadata": {"labels": {EXEMPT_LABEL: "true"}}}}}
+        refused = kubectl(
+            "patch", "vm", "vm-b", "--type=merge", "-p", json.dumps(template), user="alice"
+        )
+        assert refused.returncode != 0
+        assert f"{EXEMPT_LABEL} in spec.template.metadata.labels" in refused.stderr
+        assert (
+            f"ask one of them to label the VM instead: kubectl label vm -n {namespace} vm-b "
+            f"{EXEMPT_LABEL}=true"
+        ) in refused.stderr
+
+        # admin (system:masters) adds it; then alice may edit the VM but not change or remove it
+        added = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}=true")
+        assert added.returncode == 0, added.stderr
+        assert (
+            kubectl("label", "vm", "vm-b", "team=web", "--overwrite", user="alice").returncode == 0
+        )
+        changed = kubectl(
+            "label", "vm", "vm-b", f"{EXEMPT_LABEL}=false", "--overwrite", user="alice"
+        )
+        assert changed.returncode != 0 and f"{EXEMPT_LABEL}=false" in changed.stderr
+        removed = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}-", user="alice")
+        assert removed.returncode != 0
+        assert expected + f"{namespace} vm-b {EXEMPT_LABEL}-" in removed.stderr
+        vm = json.loads(kubectl("get", "vm", "vm-b", "-o", "json").stdout)
+        assert vm["metadata"]["labels"][EXEMPT_LABEL] == "true"
+        assert vm["metadata"]["labels"]["team"] == "web"
+        assert (
+            kubectl("patch", "vm", "vm-b", "--type=merge", "-p", json.dumps(template)).returncode
+            == 0
+        )
+
+        # VMIs: alice is refused the label; virt-controller copies it from a VM's template
+        vmi = o.vmi(namespace, "vmi-c", "node-1")
+        vmi.pop("status", None)
+        vmi["metadata"].setdefault("labels", {})[EXEMPT_LABEL] = "true"
+        refused = kubectl("create", "-f", "-", user="alice", input=json.dumps(vmi))
+        assert refused.returncode != 0
+        assert "on a VirtualMachineInstance" in refused.stderr
+        assert f"kubectl label vmi -n {namespace} vmi-c {EXEMPT_LABEL}=true" in refused.stderr
+        copied = controlplane.kubectl(
+            "create", "-n", namespace, *as_controller, "-f", "-", input=json.dumps(vmi)
+        )
+        assert copied.returncode == 0, copied.stderr
+    finally:
+        for kind, obj in (
+            ("validatingadmissionpolicybinding", binding),
+            ("validatingadmissionpolicy", vap),
+        ):
+            controlplane.kubectl("delete", kind, obj["metadata"]["name"], "--ignore-not-found")
