@@ -9,7 +9,9 @@ import json
 import time
 
 import pytest
+import yaml
 
+from tests import webhook_objects as o
 from tests.harness.controlplane import ControlPlane
 from tests.integration.chart_support import (
     CHART,
@@ -25,6 +27,7 @@ from tests.integration.chart_support import (
 from webhook.admission.settings import parse_settings as parse_webhook_settings
 from webhook.admission.settings import settings_help as webhook_settings_help
 from webhook.enforcer import settings as enforcer_settings
+from webhook.rules.policy import POLICY_CODES, PolicySettings
 
 pytestmark = pytest.mark.controlplane
 
@@ -263,6 +266,103 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
     assert [p["name"] for p in one(objs, "Service")["spec"]["ports"]] == ["https"]
 
 
+POLICY_ENV = (
+    "MIGRATION_GUARD_HARVESTER_VERSION",
+    "MIGRATION_GUARD_RULE_ACTIONS",
+    "MIGRATION_GUARD_POLICY_MODE",
+    "MIGRATION_GUARD_EXEMPT_NAMESPACES",
+    "MIGRATION_GUARD_EXEMPT_NAMESPACE_SELECTOR",
+)
+EXEMPT_LABEL = "migration-guard.io/exempt"
+
+
+def test_default_policy_env(controlplane: ControlPlane):
+    objs = render(controlplane)
+    e = env(container(objs, "server"))
+    assert [e[k] for k in POLICY_ENV] == ["auto", "", "enforce", "", ""]
+    assert not any(k in env(container(objs, "enforcer")) for k in POLICY_ENV)  # the server's only
+    assert "ValidatingAdmissionPolicy" not in kinds(objs)
+    assert "ValidatingAdmissionPolicyBinding" not in kinds(objs)
+
+
+def test_policy_values_become_the_servers_env(controlplane: ControlPlane):
+    objs = render(
+        controlplane,
+        "policy.harvesterVersion=v1.8",
+        # given out of order: rendered sorted by code, so the Deployment only changes with them
+        "policy.ruleActions.WitnessNode=off",
+        "policy.ruleActions.CDROMVolume=deny",
+        "policy.ruleActions.NodeCordoned=warn",
+        "policy.mode=audit",
+        "policy.exemptNamespaces={legacy,harvester-public}",
+        r"policy.exemptNamespaceSelector=team=legacy\,env notin (prod)",
+    )
+    e = env(container(objs, "server"))
+    assert e["MIGRATION_GUARD_HARVESTER_VERSION"] == "v1.8"
+    assert e["MIGRATION_GUARD_RULE_ACTIONS"] == "CDROMVolume=deny,NodeCordoned=warn,WitnessNode=off"
+    assert e["MIGRATION_GUARD_POLICY_MODE"] == "audit"
+    assert e["MIGRATION_GUARD_EXEMPT_NAMESPACES"] == "legacy,harvester-public"
+    assert e["MIGRATION_GUARD_EXEMPT_NAMESPACE_SELECTOR"] == "team=legacy,env notin (prod)"
+
+
+def test_policy_values_file_forms(controlplane: ControlPlane, tmp_path):
+    """Every rule code is accepted (the chart's list is POLICY_CODES); YAML's bare `off` (false)
+    means off; a version given as a YAML number is refused rather than read as 1.1 for 1.10."""
+    values = tmp_path / "values.yaml"
+    actions = "\n".join(f"    {code}: warn" for code in POLICY_CODES if code != "WitnessNode")
+    values.write_text(f"policy:\n  ruleActions:\n{actions}\n    WitnessNode: off\n")
+    result = controlplane.helm("template", "mg", str(CHART), "-f", str(values))
+    assert result.returncode == 0, result.stderr
+    e = env(container([d for d in yaml.safe_load_all(result.stdout) if d], "server"))
+    expected = {code: "warn" for code in POLICY_CODES} | {"WitnessNode": "off"}
+    assert e["MIGRATION_GUARD_RULE_ACTIONS"] == ",".join(
+        f"{code}={expected[code]}" for code in sorted(POLICY_CODES)
+    )
+    values.write_text("policy:\n  harvesterVersion: 1.10\n")
+    result = controlplane.helm("template", "mg", str(CHART), "-f", str(values))
+    assert result.returncode != 0
+    assert (
+        "policy.harvesterVersion must be auto or a Harvester version such as v1.8 or v1.8.0 "
+        "(a string: quote it in a values file), got 1.1"
+    ) in result.stderr
+
+
+def test_restrict_exempt_label_renders_the_admission_policy(controlplane: ControlPlane):
+    objs = render(
+        controlplane,
+        "policy.restrictExemptLabel.enabled=true",
+        "policy.restrictExemptLabel.allowedGroups={system:masters,harvester:vm-admins}",
+    )
+    vap = one(objs, "ValidatingAdmissionPolicy")
+    assert vap["metadata"]["name"] == "mg-migration-guard-exempt-label"
+    assert "namespace" not in vap["metadata"]  # cluster-scoped
+    spec = vap["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["kubevirt.io"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["virtualmachines", "virtualmachineinstances"],
+        }
+    ]
+    variables = {v["name"]: v["expression"] for v in spec["variables"]}
+    assert f"'{EXEMPT_LABEL}'" in variables["new"] and "oldObject" in variables["old"]
+    assert '["system:masters","harvester:vm-admins"]' in variables["allowed"]
+    # virt-controller copies the label from a VM's template into its VMI, and restores VMs
+    assert "system:serviceaccount:kubevirt:kubevirt-controller" in variables["allowed"]
+    for validation in spec["validations"]:
+        assert validation["reason"] == "Forbidden"
+        assert EXEMPT_LABEL in validation["message"]
+        assert "system:masters, harvester:vm-admins" in validation["message"]
+    binding = one(objs, "ValidatingAdmissionPolicyBinding")
+    assert binding["metadata"]["name"] == "mg-migration-guard-exempt-label"
+    assert binding["spec"] == {
+        "policyName": "mg-migration-guard-exempt-label",
+        "validationActions": ["Deny"],
+    }
+
+
 API_GROUP = "subresources.migration-guard.io"
 APISERVICE = f"v1.{API_GROUP}"
 AGGREGATE_LABELS = {
@@ -473,6 +573,42 @@ def test_notes_name_the_aggregated_api_paths(controlplane: ControlPlane):
             "aggregatedApi.requestheaderConfigMap must be namespace/name or "
             '"", got "extension-apiserver-authentication"',
         ),
+        (
+            "policy.ruleActions.VMINotRunning=warn",  # KubeVirt's verdict: not a choice
+            'policy.ruleActions: "VMINotRunning" is not a rule migration-guard may relax; '
+            f"the rules are {', '.join(POLICY_CODES)}",
+        ),
+        (
+            "policy.ruleActions.CDROMVolume=allow",
+            'policy.ruleActions.CDROMVolume must be deny, warn or off, got "allow"',
+        ),
+        (
+            "policy.ruleActions.WitnessNode=true",
+            "policy.ruleActions.WitnessNode must be deny, warn or off, got true",
+        ),
+        ("policy.mode=dryrun", 'policy.mode must be enforce or audit, got "dryrun"'),
+        (
+            "policy.harvesterVersion=latest",
+            "policy.harvesterVersion must be auto or a Harvester version such as v1.8 or v1.8.0, "
+            'got "latest"',
+        ),
+        (
+            "policy.harvesterVersion=v1",
+            "policy.harvesterVersion must be auto or a Harvester version such as v1.8 or v1.8.0, "
+            'got "v1"',
+        ),
+        (
+            "policy.exemptNamespaces={legacy,Team_B}",
+            'policy.exemptNamespaces must be a list of namespace names, got "Team_B" in it',
+        ),
+        (
+            "policy.exemptNamespaces=legacy",
+            'policy.exemptNamespaces must be a list of namespace names, got "legacy"',
+        ),
+        (
+            "policy.restrictExemptLabel.enabled=true,policy.restrictExemptLabel.allowedGroups=null",
+            "policy.restrictExemptLabel.allowedGroups must list at least one group",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_value(controlplane: ControlPlane, setting: str, message: str):
@@ -504,6 +640,13 @@ def _spec_env(c: dict) -> dict[str, str]:
             "webhook.evacuationMigrations=warn",
             "webhook.eventInterval=5m",
             "aggregatedApi.enabled=false",
+            "policy.harvesterVersion=v1.8.0",
+            "policy.ruleActions.CDROMVolume=deny",
+            "policy.ruleActions.NodeCordoned=off",
+            "policy.ruleActions.ManagementNetworkBridge=warn",
+            "policy.mode=audit",
+            "policy.exemptNamespaces={legacy,harvester-public}",
+            r"policy.exemptNamespaceSelector=team=legacy\,env in (dev\,test)",
         ),
     ],
 )
@@ -531,10 +674,23 @@ def test_every_env_var_is_a_real_setting_and_parses(controlplane: ControlPlane, 
         assert es.dry_run is True and es.watch_namespace == "vms"
         # no aggregated API: no APIService to patch, no front-proxy ConfigMap to read
         assert s.apiservice_name == "" and s.requestheader_configmap == ""
+        policy = s.policy
+        assert policy.harvester_version == "v1.8.0" and policy.mode == "audit"
+        assert policy.rule_actions == {
+            "CDROMVolume": "deny",
+            "ManagementNetworkBridge": "warn",
+            "NodeCordoned": "off",
+        }
+        assert policy.exempt_namespaces == ("legacy", "harvester-public")
+        assert policy.exempt_namespace_selector == {
+            "matchLabels": {"team": "legacy"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["dev", "test"]}],
+        }
     else:
         assert es.prometheus_url == enforcer_settings.HARVESTER_PROMETHEUS
         assert s.apiservice_name == "v1.subresources.migration-guard.io"
         assert s.requestheader_configmap == "kube-system/extension-apiserver-authentication"
+        assert s.policy == PolicySettings()  # the chart's defaults are the server's
 
 
 # Minimal CRDs for the optional kinds (no network here to fetch cert-manager's or the
@@ -591,6 +747,7 @@ def optional_crds(controlplane: ControlPlane) -> None:
         ("enforcer.enabled=false", "networkPolicy.enabled=false", "webhook.failurePolicy=Ignore"),
         ("aggregatedApi.enabled=false",),
         ("aggregatedApi.requestheaderConfigMap={namespace}/front-proxy",),
+        ("policy.restrictExemptLabel.enabled=true", "policy.mode=audit"),
     ],
     ids=[
         "defaults",
@@ -598,6 +755,7 @@ def optional_crds(controlplane: ControlPlane) -> None:
         "no-enforcer",
         "no-aggregated-api",
         "own-requestheader-configmap",
+        "exempt-label-policy",
     ],
 )
 def test_rendered_manifests_accepted_by_the_api_server(
@@ -616,6 +774,10 @@ def test_rendered_manifests_accepted_by_the_api_server(
     )
     apiservice = f"apiservice.apiregistration.k8s.io/{APISERVICE}"
     assert (apiservice in result.stdout) == ("aggregatedApi.enabled=false" not in sets)
+    restricted = "policy.restrictExemptLabel.enabled=true" in sets
+    for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding"):
+        name = f"{kind}.admissionregistration.k8s.io/mg-migration-guard-exempt-label"
+        assert (name in result.stdout) == restricted, result.stdout
     # a dry run leaves nothing behind
     assert controlplane.kubectl("get", "deployment", "-n", namespace, "-o", "name").stdout == ""
 
@@ -759,3 +921,143 @@ def test_user_roles_authorize_the_aggregated_api_requests(
     finally:
         for role in roles:
             controlplane.kubectl("delete", "clusterrole", role["metadata"]["name"])
+
+
+def test_exempt_label_policy_on_the_api_server(controlplane: ControlPlane, namespace: str):
+    """The rendered ValidatingAdmissionPolicy in the real kube-apiserver: alice, who may edit VMs,
+    cannot add, change or remove the exemption label (on the VM or in its VMI template), and is
+    told who can and what to run; admin (system:masters, allowed) can; alice's other edits of a
+    labelled VM pass; virt-controller's user may copy it into a VMI. The binding is narrowed to
+    this test's namespace so the other tests' VMs on the shared control plane stay unaffected."""
+    fullname = f"mgv-{namespace}"
+    objs = render(
+        controlplane,
+        f"fullnameOverride={fullname}",
+        "policy.restrictExemptLabel.enabled=true",
+        namespace=namespace,
+    )
+    vap = one(objs, "ValidatingAdmissionPolicy")
+    binding = one(objs, "ValidatingAdmissionPolicyBinding")
+    binding["spec"]["matchResources"] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    }
+    controller = "system:serviceaccount:kubevirt:kubevirt-controller"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "vm-editor", "namespace": namespace},
+        "rules": [
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachines", "virtualmachineinstances"],
+                "verbs": ["get", "create", "update", "patch"],
+            }
+        ],
+    }
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "vm-editors", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-editor"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+            for name in ("alice", controller)
+        ],
+    }
+    as_controller = ("--as", controller, "--as-group", "system:serviceaccounts")
+
+    def kubectl(*args: str, user: str = "admin", input: str | None = None):
+        return controlplane.kubectl(*args, "-n", namespace, user=user, input=input)
+
+    def labelled(name: str) -> dict:
+        obj = o.vm(namespace, name)
+        obj["metadata"]["labels"][EXEMPT_LABEL] = "true"
+        return obj
+
+    expected = (
+        f"only members of system:masters may add, change or remove the label {EXEMPT_LABEL} on "
+        "a VirtualMachine (it exempts the VM from migration-guard's live-migration checks); "
+        "ask one of them to run: kubectl label vm -n "
+    )
+    try:
+        controlplane.apply_yaml(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": [vap, binding, role, grant]})
+        )
+        # the policy and the RBAC grant take effect a moment after they are created: probe with
+        # server-side dry runs (admission policies run for them too) until alice is refused
+        probe = json.dumps(labelled("probe"))
+        deadline = time.monotonic() + 30
+        while True:
+            result = kubectl("create", "--dry-run=server", "-f", "-", user="alice", input=probe)
+            if result.returncode != 0 and EXEMPT_LABEL in result.stderr:
+                break
+            assert time.monotonic() < deadline, f"the policy never refused: {result}"
+            time.sleep(0.2)
+
+        # creating a VM with the label: refused, naming the label, who may, and the command
+        refused = kubectl("create", "-f", "-", user="alice", input=json.dumps(labelled("vm-a")))
+        assert refused.returncode != 0
+        assert expected + f"{namespace} vm-a {EXEMPT_LABEL}=true" in refused.stderr
+        assert f"ValidatingAdmissionPolicy '{fullname}-exempt-label'" in refused.stderr
+        assert kubectl("get", "vm", "vm-a", "--ignore-not-found", "-o", "name").stdout == ""
+
+        # created without it: alice's edits are fine, but not adding the label
+        created = kubectl(
+            "create", "-f", "-", user="alice", input=json.dumps(o.vm(namespace, "vm-b"))
+        )
+        assert created.returncode == 0, created.stderr
+        assert kubectl("label", "vm", "vm-b", "team=db", user="alice").returncode == 0
+        refused = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}=true", user="alice")
+        assert refused.returncode != 0
+        assert expected + f"{namespace} vm-b {EXEMPT_LABEL}=true" in refused.stderr
+        # ... nor in the VMI template (KubeVirt copies it into the VMI's labels)
+        template = {"spec": {"template": {"metadata": {"labels": {EXEMPT_LABEL: "true"}}}}}
+        refused = kubectl(
+            "patch", "vm", "vm-b", "--type=merge", "-p", json.dumps(template), user="alice"
+        )
+        assert refused.returncode != 0
+        assert f"{EXEMPT_LABEL} in spec.template.metadata.labels" in refused.stderr
+        assert (
+            f"ask one of them to label the VM instead: kubectl label vm -n {namespace} vm-b "
+            f"{EXEMPT_LABEL}=true"
+        ) in refused.stderr
+
+        # admin (system:masters) adds it; then alice may edit the VM but not change or remove it
+        added = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}=true")
+        assert added.returncode == 0, added.stderr
+        assert (
+            kubectl("label", "vm", "vm-b", "team=web", "--overwrite", user="alice").returncode == 0
+        )
+        changed = kubectl(
+            "label", "vm", "vm-b", f"{EXEMPT_LABEL}=false", "--overwrite", user="alice"
+        )
+        assert changed.returncode != 0 and f"{EXEMPT_LABEL}=false" in changed.stderr
+        removed = kubectl("label", "vm", "vm-b", f"{EXEMPT_LABEL}-", user="alice")
+        assert removed.returncode != 0
+        assert expected + f"{namespace} vm-b {EXEMPT_LABEL}-" in removed.stderr
+        vm = json.loads(kubectl("get", "vm", "vm-b", "-o", "json").stdout)
+        assert vm["metadata"]["labels"][EXEMPT_LABEL] == "true"
+        assert vm["metadata"]["labels"]["team"] == "web"
+        assert (
+            kubectl("patch", "vm", "vm-b", "--type=merge", "-p", json.dumps(template)).returncode
+            == 0
+        )
+
+        # VMIs: alice is refused the label; virt-controller copies it from a VM's template
+        vmi = o.vmi(namespace, "vmi-c", "node-1")
+        vmi.pop("status", None)
+        vmi["metadata"].setdefault("labels", {})[EXEMPT_LABEL] = "true"
+        refused = kubectl("create", "-f", "-", user="alice", input=json.dumps(vmi))
+        assert refused.returncode != 0
+        assert "on a VirtualMachineInstance" in refused.stderr
+        assert f"kubectl label vmi -n {namespace} vmi-c {EXEMPT_LABEL}=true" in refused.stderr
+        copied = controlplane.kubectl(
+            "create", "-n", namespace, *as_controller, "-f", "-", input=json.dumps(vmi)
+        )
+        assert copied.returncode == 0, copied.stderr
+    finally:
+        for kind, obj in (
+            ("validatingadmissionpolicybinding", binding),
+            ("validatingadmissionpolicy", vap),
+        ):
+            controlplane.kubectl("delete", kind, obj["metadata"]["name"], "--ignore-not-found")

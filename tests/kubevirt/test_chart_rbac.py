@@ -54,6 +54,30 @@ REPO = Path(__file__).resolve().parents[2]
 MG = str(REPO / ".venv" / "bin" / "migration-guard")
 REQUEST_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+# Harvester's Setting (harvesterhci.io/v1beta1, cluster-scoped; its value is top-level).
+HARVESTER_SETTING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "settings.harvesterhci.io"},
+    "spec": {
+        "group": "harvesterhci.io",
+        "scope": "Cluster",
+        "names": {"kind": "Setting", "plural": "settings", "singular": "setting"},
+        "versions": [
+            {
+                "name": "v1beta1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -84,19 +108,20 @@ def request_info(method: str, target: str, status: int) -> Request:
         resource = f"{resource}/{rest[2]}"
     query = parse_qs(url.query)
     watch = query.get("watch", ["false"])[0].lower() in ("true", "1")
-    if not name:
-        # a list or watch of one object by field selector is authorized by its name (RequestInfo:
-        # fieldSelector.RequiresExactMatch("metadata.name"))
+    collection = not name
+    if collection and method == "GET":
+        # a list or watch of one object by field selector stays a list or watch, authorized by
+        # the object's name (RequestInfo: fieldSelector.RequiresExactMatch("metadata.name"))
         for term in query.get("fieldSelector", [""])[0].split(","):
             field, _, value = term.partition("=")
             if field == "metadata.name" and value:
                 name = value.removeprefix("=")
     verb = {
-        "GET": "watch" if watch else ("get" if name else "list"),
+        "GET": "watch" if watch else ("list" if collection else "get"),
         "POST": "create",
         "PUT": "update",
         "PATCH": "patch",
-        "DELETE": "delete" if name else "deletecollection",
+        "DELETE": "deletecollection" if collection else "delete",
     }[method]
     return Request(verb, group, resource, namespace, name, status)
 
@@ -221,6 +246,16 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
     )  # fmt: skip
     rbac, bootstrap = bound_rules(controlplane, rbac_objs, release, release_ns)
     kubeconfig = sa_kubeconfig(controlplane, release_ns, release, work / "sa-kubeconfig")
+
+    # Harvester's Setting CRD (the server lists and watches its server-version Setting; without
+    # the CRD the list is a 404 and no watch follows), removed again unless it was there before
+    settings_crd = "settings.harvesterhci.io"
+    had_settings_crd = bool(
+        kubectl_ok(controlplane, "get", "crd", settings_crd, "--ignore-not-found", "-o", "name")
+    )
+    if not had_settings_crd:
+        kubectl_ok(controlplane, "create", "-f", "-", input=json.dumps(HARVESTER_SETTING_CRD))
+        kubectl_ok(controlplane, "wait", "--for=condition=Established", f"crd/{settings_crd}")
 
     port, enforcer_port = free_port(), free_port()
     vwc = local_webhook_configuration(release, port, {"rbac-test": tag})
@@ -383,6 +418,8 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
         # an APIService left without its server would hold up namespace deletion cluster-wide
         name = apiservice["metadata"]["name"]
         controlplane.kubectl("delete", "apiservice", name, "--ignore-not-found")
+        if not had_settings_crd:
+            controlplane.kubectl("delete", "crd", settings_crd, "--ignore-not-found")
     requests_ = recorded_requests(webhook_log, enforcer_log)
     return Recorded(requests_, rbac, bootstrap, release_ns, webhook_log, enforcer_log)
 
@@ -395,6 +432,8 @@ def test_the_servers_made_every_kind_of_call(recorded: Recorded):
         ("watch", "namespaces"),
         ("watch", "kubevirts"),
         ("watch", "migrationpolicies"),
+        ("list", "settings"),
+        ("watch", "settings"),
         ("get", "virtualmachineinstances"),
         ("create", "tokenreviews"),
         ("create", "subjectaccessreviews"),

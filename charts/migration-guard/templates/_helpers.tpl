@@ -92,3 +92,62 @@ Validated here: rbac.yaml and deployment.yaml both use it. */}}
 {{- define "migration-guard.defaultRequestheaderConfigMap" -}}
 kube-system/extension-apiserver-authentication
 {{- end }}
+
+{{/* The rules policy.ruleActions may set: exactly webhook.rules.policy.POLICY_CODES, in order. */}}
+{{- define "migration-guard.policyCodes" -}}
+ManagementNetworkBridge CDROMVolume ContainerDiskVolume PCIDevicePassthrough NodeNotReady NodeCordoned NodeInMaintenance WitnessNode NetworkUnavailable
+{{- end }}
+
+{{/* The label that exempts a VM (webhook.rules.policy.EXEMPT_LABEL). */}}
+{{- define "migration-guard.exemptLabel" -}}
+migration-guard.io/exempt
+{{- end }}
+
+{{/* policy.ruleActions (CODE: ACTION) as MIGRATION_GUARD_RULE_ACTIONS: "CODE=ACTION,..." sorted
+by code; fails naming a bad code or action. A bare `off` in a values file is YAML's false: off. */}}
+{{- define "migration-guard.ruleActions" -}}
+{{- $codes := splitList " " (include "migration-guard.policyCodes" .) }}
+{{- $actions := .Values.policy.ruleActions | default dict }}
+{{- if not (kindIs "map" $actions) }}
+{{- fail (printf "policy.ruleActions must be a map of rule code to deny, warn or off, got %s" (toJson $actions)) }}
+{{- end }}
+{{- $items := list }}
+{{- range $code := keys $actions | sortAlpha }}
+{{- $action := index $actions $code }}
+{{- if eq (toJson $action) "false" }}{{ $action = "off" }}{{ end }}
+{{- if not (has $code $codes) }}
+{{- fail (printf "policy.ruleActions: %q is not a rule migration-guard may relax; the rules are %s" $code (join ", " $codes)) }}
+{{- end }}
+{{- if not (has $action (list "deny" "warn" "off")) }}
+{{- fail (printf "policy.ruleActions.%s must be deny, warn or off, got %s" $code (toJson $action)) }}
+{{- end }}
+{{- $items = append $items (printf "%s=%s" $code $action) }}
+{{- end }}
+{{- join "," $items }}
+{{- end }}
+
+{{/* Fails naming the first bad policy.* value (the server would stop at start with it). */}}
+{{- define "migration-guard.validatePolicy" -}}
+{{- $p := .Values.policy }}
+{{- $version := $p.harvesterVersion }}
+{{- if not (and (kindIs "string" $version) (or (eq $version "auto") (regexMatch "^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?([-+].*)?$" $version))) }}
+{{- $hint := ternary "" " (a string: quote it in a values file)" (kindIs "string" $version) }}
+{{- fail (printf "policy.harvesterVersion must be auto or a Harvester version such as v1.8 or v1.8.0%s, got %s" $hint (toJson $version)) }}
+{{- end }}
+{{- if not (has $p.mode (list "enforce" "audit")) }}
+{{- fail (printf "policy.mode must be enforce or audit, got %s" (toJson $p.mode)) }}
+{{- end }}
+{{- $namespaces := $p.exemptNamespaces | default list }}
+{{- if not (kindIs "slice" $namespaces) }}
+{{- fail (printf "policy.exemptNamespaces must be a list of namespace names, got %s" (toJson $namespaces)) }}
+{{- end }}
+{{- range $namespaces }}
+{{- if not (and (kindIs "string" .) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) (le (len .) 63)) }}
+{{- fail (printf "policy.exemptNamespaces must be a list of namespace names, got %s in it" (toJson .)) }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "string" $p.exemptNamespaceSelector) }}
+{{- fail (printf "policy.exemptNamespaceSelector must be a label selector as kubectl -l takes it (a string such as \"team=legacy\"), got %s" (toJson $p.exemptNamespaceSelector)) }}
+{{- end }}
+{{- $_ := include "migration-guard.ruleActions" . }}
+{{- end }}
