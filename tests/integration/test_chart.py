@@ -62,6 +62,7 @@ def test_defaults_render_the_documented_objects(controlplane: ControlPlane):
             "ClusterRole",  # the server's
             "ClusterRole",  # :view
             "ClusterRole",  # :migrate
+            "ClusterRole",  # :drain-planner
             "ClusterRoleBinding",  # the server's ClusterRole
             "ClusterRoleBinding",  # system:auth-delegator
             "Deployment",
@@ -465,9 +466,14 @@ def test_aggregated_api_user_roles(controlplane: ControlPlane):
             "verbs": ["update"],
         }
     ]
+    planner = named(objs, "ClusterRole", "mg-migration-guard:drain-planner")
+    assert planner["rules"] == [
+        {"apiGroups": [API_GROUP], "resources": ["nodes/drainplan"], "verbs": ["get"]}
+    ]
     # nobody is bound to them by the chart
     bound = {b["roleRef"]["name"] for b in objs if b["kind"].endswith("RoleBinding")}
     assert not bound & {"mg-migration-guard:view", "mg-migration-guard:migrate"}
+    assert "mg-migration-guard:drain-planner" not in bound
 
 
 def test_aggregated_api_disabled_drops_the_apiservice_and_its_rbac(controlplane: ControlPlane):
@@ -839,6 +845,7 @@ def test_install_upgrade_and_uninstall_of_the_apiservice(
         for kind, name, ns in [
             ("clusterrole", f"{fullname}:view", ""),
             ("clusterrole", f"{fullname}:migrate", ""),
+            ("clusterrole", f"{fullname}:drain-planner", ""),
             ("clusterrolebinding", f"{fullname}:auth-delegator", ""),
             ("rolebinding", f"{fullname}:extension-apiserver-authentication-reader", "kube-system"),
             ("service", fullname, namespace),
