@@ -357,8 +357,8 @@ def format_drain_plan(plan: DrainPlan) -> str:
     rows = [("VM", "EVICTION", "OUTCOME", "WAVE", "TARGET / WHY")]
     for p in plan.vms:
         if p.outcome == "migrates":
-            tie = f"; ties with {', '.join(p.ties)}" if p.ties else ""
-            what = [f"{p.target} (score {p.score}{tie})"]
+            alt = f"; or {', '.join(p.alternatives)}" if p.alternatives else ""
+            what = [f"{p.target} (score {p.score}{alt})"]
             what += [f"{w.code} (warn): {w.message}" for w in p.warnings]
         else:
             what = [f"{r.code}: {r.message}" for r in p.reasons] or ["-"]

@@ -14,6 +14,8 @@ What `kubectl drain` (or Harvester's maintenance mode) sets off, followed as Kub
 Each migration is decided by the rule engine, as the webhook would, and its target is where
 kube-scheduler's default scores put it (rules.scoring); each placement then uses the target's
 room, so a VM that fits nowhere once the others are placed is reported as holding the drain.
+Where kube-scheduler may choose otherwise (equal scores, or the order of a wave's migrations),
+the other nodes are listed as alternatives.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.filters.resources import PODS, Resources
-from webhook.rules.model import Problem, TimeoutSettings
+from webhook.rules.model import Problem, Report, TimeoutSettings
 from webhook.rules.policy import ALL_DENY, Policy
 from webhook.rules.scoring import best_nodes, node_score
 
@@ -47,8 +49,11 @@ class PlannedVM:
     vm: str  # namespace/name
     eviction_strategy: str
     outcome: str  # MIGRATES, HOLDS, SHUT_DOWN, LEFT
-    target: str | None = None  # where kube-scheduler's scores put it
-    ties: tuple[str, ...] = ()  # other nodes scoring the same: the scheduler picks at random
+    target: str | None = None  # where kube-scheduler's scores put it, in the plan's order
+    # other nodes kube-scheduler may choose: scoring the same (it picks one at random), or best
+    # when KubeVirt starts this migration before the earlier ones of its wave (it starts a
+    # wave's migrations at once, in no set order)
+    alternatives: tuple[str, ...] = ()
     score: int | None = None
     wave: int | None = None  # 1: the first migrations KubeVirt starts
     reasons: tuple[Problem, ...] = ()  # why it holds the drain, or is not migrated
@@ -60,7 +65,7 @@ class PlannedVM:
             "evictionStrategy": self.eviction_strategy,
             "outcome": self.outcome,
             "target": self.target,
-            "ties": list(self.ties),
+            "alternatives": list(self.alternatives),
             "score": self.score,
             "wave": self.wave,
             "reasons": [r.to_dict() for r in self.reasons],
@@ -146,18 +151,7 @@ def drain_plan(
     per_cluster, per_node = _parallelism(config)
     wave_size = min(per_cluster, per_node)
     placed: dict[str, Resources] = {}  # node -> what the plan's migrations add to it
-
-    def usage(name: str) -> tuple[Resources, int]:
-        requested, pods = state.node_usage(name)
-        extra = placed.get(name)
-        if not extra:
-            return requested, pods
-        merged = dict(requested)
-        for k, v in extra.items():
-            if k != PODS:
-                merged[k] = merged.get(k, 0) + v
-        return merged, pods + extra.get(PODS, 0)
-
+    wave_start: dict[str, Resources] = {}  # `placed` when the current wave began
     vmis = sorted(
         (v for v in state.vmis() if ((v.get("status") or {}).get("nodeName")) == node),
         key=lambda v: (v["metadata"].get("namespace", ""), v["metadata"]["name"]),
@@ -183,10 +177,12 @@ def drain_plan(
             )
             planned.append(PlannedVM(vm, strategy, SHUT_DOWN, reasons=(why,)))
             continue
-        report = evaluate_migration(state, ns, name, settings=settings, policy=policy, usage=usage)
-        if report.problems():  # its blockers, else why no node can take it
+        if migrations % wave_size == 0:
+            wave_start = {k: dict(v) for k, v in placed.items()}
+        report, best, top = _place(state, ns, name, settings, policy, placed)
+        if not best:  # its blockers, else why no node can take it
             reasons = tuple(report.blockers or report.problems())
-            if not report.blockers and _eligible_now(state, ns, name, settings, policy):
+            if not report.blockers and _place(state, ns, name, settings, policy, {})[1]:
                 reasons = (
                     Problem(
                         "NoRoomAfterPlacements",
@@ -197,16 +193,11 @@ def drain_plan(
                 )
             planned.append(PlannedVM(vm, strategy, HOLDS, reasons=reasons))
             continue
-        pod = _requests(state, ns, name)
-        scores = []
-        for target in report.eligible_nodes:
-            facts = state.node_facts(target)
-            if facts is not None:
-                scores.append((target, node_score(facts.allocatable, usage(target)[0], pod)))
-        best, top = best_nodes(scores)
-        chosen = best[0]
+        chosen, others = best[0], set(best[1:])
+        if migrations % wave_size:  # KubeVirt may start it before the wave's earlier ones
+            others |= set(_place(state, ns, name, settings, policy, wave_start)[1])
         extra = placed.setdefault(chosen, {})
-        for k, v in pod.items():
+        for k, v in _requests(state, ns, name).items():
             extra[k] = extra.get(k, 0) + v
         extra[PODS] = extra.get(PODS, 0) + 1
         planned.append(
@@ -215,19 +206,48 @@ def drain_plan(
                 strategy,
                 MIGRATES,
                 target=chosen,
-                ties=tuple(best[1:]),
+                alternatives=tuple(sorted(others - {chosen})),
                 score=top,
                 wave=migrations // wave_size + 1,
-                warnings=tuple(report.all_warnings() or report.warnings),
+                warnings=tuple(report.all_warnings()),
             )
         )
         migrations += 1
     return DrainPlan(node, tuple(planned), per_cluster, per_node)
 
 
-def _eligible_now(
-    state: ClusterState, namespace: str, name: str, settings: TimeoutSettings, policy: Policy
-) -> bool:
-    """Whether some node could take the VM before any other VM of the plan moves."""
-    report = evaluate_migration(state, namespace, name, settings=settings, policy=policy)
-    return bool(report.eligible_nodes)
+def _place(
+    state: ClusterState,
+    namespace: str,
+    name: str,
+    settings: TimeoutSettings,
+    policy: Policy,
+    placed: dict[str, Resources],
+) -> tuple[Report, list[str], int]:
+    """(the rule engine's report, the best-scoring eligible nodes, their score) with what the
+    plan `placed` on nodes added to them; no nodes when the migration is denied."""
+
+    def usage(node: str) -> tuple[Resources, int]:
+        requested, pods = state.node_usage(node)
+        extra = placed.get(node)
+        if not extra:
+            return requested, pods
+        merged = dict(requested)
+        for k, v in extra.items():
+            if k != PODS:
+                merged[k] = merged.get(k, 0) + v
+        return merged, pods + extra.get(PODS, 0)
+
+    report = evaluate_migration(
+        state, namespace, name, settings=settings, policy=policy, usage=usage
+    )
+    if report.problems():
+        return report, [], 0
+    pod = _requests(state, namespace, name)
+    scores = []
+    for target in report.eligible_nodes:
+        facts = state.node_facts(target)
+        if facts is not None:
+            scores.append((target, node_score(facts.allocatable, usage(target)[0], pod)))
+    best, top = best_nodes(scores)
+    return report, best, top

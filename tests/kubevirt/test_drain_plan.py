@@ -1,0 +1,91 @@
+"""A node's drain plan, then `kubectl drain` of it on the real stack: the plan is what happens.
+
+The plan is read through the running webhook's extension API (the same code as
+`migration-guard drain-plan`). Then virt-api's eviction webhook, virt-controller's evacuation
+controller and kube-scheduler do the drain. Every VM the plan moves leaves, to the node it named
+or to one it listed as an alternative (kube-scheduler picks among equal scores at random, and
+KubeVirt starts a wave's migrations in no set order); every VM it says holds the drain stays,
+with its reason in KubeVirt's event.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+
+import pytest
+
+from tests.harness.enforcers import events_for
+from tests.harness.kubevirt_cluster import KubeVirtCluster
+from tests.harness.vms import container_disk, harvester_vm
+from tests.webhook_process import WebhookProcess
+
+pytestmark = pytest.mark.kubevirt
+
+
+def plan_of(hook: WebhookProcess, plane, node: str) -> dict:
+    context = ssl.create_default_context(cafile=str(hook.ca_file))
+    request = urllib.request.Request(
+        f"{hook.url}/v1/nodes/{node}/drain-plan",
+        headers={"Authorization": f"Bearer {plane.token('admin')}"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_plan_says_where_each_vm_goes_and_which_one_holds_the_drain(
+    kubevirt_cluster: KubeVirtCluster, vm_namespace: str, guard: WebhookProcess
+):
+    cluster, ns, hook = kubevirt_cluster, vm_namespace, guard
+    node = cluster.nodes[-1]
+    disk, volume = container_disk()
+    with cluster.only_schedulable(node):
+        cluster.start_vm(harvester_vm(ns, "big", memory="24Gi"))
+        cluster.start_vm(harvester_vm(ns, "small", memory="2Gi"))
+        cluster.start_vm(harvester_vm(ns, "boxed", disks=[disk], volumes=[volume]))
+    plan = plan_of(hook, cluster.plane, node)
+    by_vm = {p["vm"]: p for p in plan["vms"] if p["vm"].startswith(f"{ns}/")}
+    assert {v: p["outcome"] for v, p in by_vm.items()} == {
+        f"{ns}/big": "migrates",
+        f"{ns}/boxed": "holds-drain",
+        f"{ns}/small": "migrates",
+    }
+    assert [r["code"] for r in by_vm[f"{ns}/boxed"]["reasons"]] == ["ContainerDiskVolume"]
+    assert not plan["drainable"]
+
+    try:
+        drained = cluster.plane.kubectl(
+            "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=20s",
+            timeout=90,
+        )  # fmt: skip
+        assert drained.returncode != 0 and "virt-launcher-boxed" in drained.stderr
+        exact = tied = 0
+        for name in ("big", "small"):
+            entry = by_vm[f"{ns}/{name}"]
+            moved = cluster.wait_for(
+                f"{name} evacuated",
+                lambda n=name: (v := cluster.vmi(ns, n))["status"]["nodeName"] != node and v,
+            )
+            landed = moved["status"]["nodeName"]
+            assert landed == entry["target"] or landed in entry["alternatives"], (
+                name,
+                landed,
+                entry,
+            )
+            exact += landed == entry["target"]
+            tied += landed != entry["target"]
+        print(
+            f"drain plan: {exact + tied} VMs moved, {exact} to the planned node, "
+            f"{tied} to a node tied with it"
+        )
+        assert cluster.vmi(ns, "boxed")["status"]["nodeName"] == node
+        events = cluster.wait_for(
+            "KubeVirt's FailedCreate event on the VM that holds the drain",
+            lambda: [
+                e for e in events_for(cluster.plane, ns, "boxed") if e["reason"] == "FailedCreate"
+            ],
+        )
+        assert "ContainerDiskVolume" in events[0]["message"]
+    finally:
+        cluster.kubectl_ok("uncordon", node)
