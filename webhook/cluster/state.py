@@ -23,6 +23,7 @@ from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import PodRef, Term, resolve_term
 from webhook.rules.filters.resources import Resources, is_terminated, pod_requests
+from webhook.rules.kubevirt_limits import ClusterConfig, cluster_config
 from webhook.rules.node_eligibility import NodeFacts, Usage, read_node
 from webhook.rules.target_pod import CREATED_BY
 from webhook.rules.vmi_facts import VMIFacts, read_vmi
@@ -297,6 +298,7 @@ class ClusterState:
         self._anti: dict[tuple[str, str] | None, dict[Key, list[AntiEntry]]] = {}
         self._node_facts: dict[str, NodeFacts] = {}
         self._vmi_facts: dict[Key, VMIFacts] = {}
+        self._kubevirt_config: ClusterConfig | None = None  # None: read it again
         # Grows whenever what the rules read changes (not on a new resourceVersion alone), so a
         # decision computed at one generation holds while it is current (webhook.admission.memo).
         self.generation = 0
@@ -404,6 +406,8 @@ class ClusterState:
         elif kind == VMI:
             if isinstance(prepared, VMIFacts):
                 self._vmi_facts[key] = prepared
+        elif kind == KUBEVIRT:
+            self._kubevirt_config = None
         elif kind == VMIM:
             vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
             self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
@@ -434,6 +438,8 @@ class ClusterState:
             self._node_facts.pop(key[1], None)
         elif kind == VMI:
             self._vmi_facts.pop(key, None)
+        elif kind == KUBEVIRT:
+            self._kubevirt_config = None
         elif kind == VMIM:
             vmi_key = self._vmim_vmi.pop(key)
             bucket = self._vmims_by_vmi.get(vmi_key, {})
@@ -579,6 +585,14 @@ class ClusterState:
         """The KubeVirt CRs (KubeVirt reads the deployed one's migration configuration)."""
         with self._lock:
             return list(self._objs[KUBEVIRT].values())
+
+    def kubevirt_config(self) -> ClusterConfig:
+        """`cluster_config` of the KubeVirt CRs, read again only after one of them changed
+        (every decision needs it; the CRs change about never)."""
+        with self._lock:
+            if self._kubevirt_config is None:
+                self._kubevirt_config = cluster_config(list(self._objs[KUBEVIRT].values()))
+            return self._kubevirt_config
 
     def migration_policies(self) -> list[dict]:
         with self._lock:

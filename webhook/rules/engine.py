@@ -90,7 +90,7 @@ def migration_timeouts(
         out = kubevirt_timeouts(
             vmi,
             timeouts,
-            state.kubevirts(),
+            state.kubevirt_config(),
             state.migration_policies(),
             state.namespace_labels(namespace),
             migration_uid,

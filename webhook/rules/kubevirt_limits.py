@@ -251,17 +251,19 @@ def _state_config(vmi: dict, migration_uid: str | None) -> tuple[dict, dict] | N
 
 def effective_config(
     vmi: dict,
-    kubevirts: list[dict],
+    kubevirts: list[dict] | ClusterConfig,
     policies: list[dict],
     namespace_labels: dict[str, str] | None,
     migration_uid: str | None = None,
 ) -> Effective:
     """KubeVirt's configuration for a migration of `vmi` (see the module docstring for the order).
 
-    `migration_uid`: the migration asked about (`GET .../migration`); without it the VMI's
-    migrationState counts only while its migration is in flight.
+    `kubevirts`: the KubeVirt CRs, or their `cluster_config` (ClusterState keeps it, so a
+    decision does not read the CR again). `migration_uid`: the migration asked about
+    (`GET .../migration`); without it the VMI's migrationState counts only while its migration
+    is in flight.
     """
-    cluster = cluster_config(kubevirts)
+    cluster = kubevirts if isinstance(kubevirts, ClusterConfig) else cluster_config(kubevirts)
     notes = list(cluster.notes)
     config, kv_ref = cluster.config, cluster.kubevirt
     found = _state_config(vmi, migration_uid)
@@ -326,15 +328,15 @@ def first_to_fire(guard_seconds: int, kubevirt_seconds: int) -> str:
 def kubevirt_timeouts(
     vmi: dict,
     guard: Timeouts,
-    kubevirts: list[dict],
+    kubevirts: list[dict] | ClusterConfig,
     policies: list[dict],
     namespace_labels: dict[str, str] | None,
     migration_uid: str | None = None,
     data: tuple[int, list[str]] | None = None,
 ) -> Timeouts:
     """`guard` with KubeVirt's limits for `vmi` and who fires first (malformed memory: raises
-    InputError, as compute_timeouts does for the same field). `data`: `kubevirt_data_bytes(vmi)`
-    when the caller has it (VMIFacts)."""
+    InputError, as compute_timeouts does for the same field). `kubevirts`: as `effective_config`
+    takes them; `data`: `kubevirt_data_bytes(vmi)` when the caller has it (VMIFacts)."""
     eff = effective_config(vmi, kubevirts, policies, namespace_labels, migration_uid)
     data_bytes, data_notes = data if data is not None else kubevirt_data_bytes(vmi)
     gb = -(-data_bytes // GB)
@@ -355,7 +357,7 @@ def kubevirt_timeouts(
         progress_first=first_to_fire(guard.progress_timeout_seconds, cfg.progress_seconds),
         notes=eff.notes + tuple(data_notes),
     )
-    return replace(guard, kubevirt=kv)
+    return guard.with_kubevirt(kv)
 
 
 # ---- cluster-wide comparison (the enforcer's start-up check) --------------------------------
