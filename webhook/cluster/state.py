@@ -25,7 +25,7 @@ from webhook.rules.filters.pod_affinity import PodRef, Term, resolve_term
 from webhook.rules.filters.resources import Resources, is_terminated, pod_requests
 from webhook.rules.kubevirt_limits import ClusterConfig, cluster_config
 from webhook.rules.node_eligibility import NodeFacts, Usage, read_node
-from webhook.rules.target_pod import CREATED_BY
+from webhook.rules.target_pod import CREATED_BY, SourcePod, read_source_pod
 from webhook.rules.vmi_facts import VMIFacts, read_vmi
 
 NODE = "Node"
@@ -274,9 +274,21 @@ class PodFacts:
     ref: PodRef | None  # set when the pod is bound to a node
     requests: Resources
     anti_terms: tuple[Term, ...]  # its required pod anti-affinity
+    source: SourcePod | None = None  # a launcher's part of its VMI's migration target pod
 
 
 _NO_POD = PodFacts(None, None, {}, ())
+
+
+def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
+    """`read_source_pod`, None when the pod is malformed (evaluating a migration of its VMI then
+    raises the error, naming the field)."""
+    try:
+        return read_source_pod(launcher, requests)
+    except InputError:
+        return None
+
+
 AntiEntry = tuple[PodRef, Term]
 
 
@@ -389,7 +401,9 @@ class ClusterState:
         terms = [resolve_term(t, ns, labels) for _, t in a.dicts(obj, ANTI_AFFINITY_PATH, ctx)]
         ref = PodRef(ns, name, labels, node) if node else None
         anti = tuple(t for t in terms if t is not None)
-        return PodFacts(launcher, ref, pod_requests(obj), anti)
+        requests = pod_requests(obj)
+        source = _source_pod(obj, requests) if launcher is not None else None
+        return PodFacts(launcher, ref, requests, anti, source)
 
     def _differs(self, obj: dict) -> bool:
         """Whether storing `obj` changes what the rules read (the generation's test)."""
@@ -526,12 +540,13 @@ class ClusterState:
 
     def launcher_pod(self, ns: str, vmi_name: str) -> dict | None:
         """The VMI's non-terminated virt-launcher pod, preferring the one on the VMI's node."""
-        return self.launcher_pod_and_requests(ns, vmi_name)[0]
+        return self.launcher_pod_and_facts(ns, vmi_name)[0]
 
-    def launcher_pod_and_requests(
+    def launcher_pod_and_facts(
         self, ns: str, vmi_name: str
-    ) -> tuple[dict, Resources] | tuple[None, None]:
-        """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
+    ) -> tuple[dict, SourcePod | None] | tuple[None, None]:
+        """`launcher_pod` and its `read_source_pod` facts, computed when the pod was stored (None
+        for a pod whose selector is malformed: evaluating raises)."""
         with self._lock:
             pods = list(self._launchers.get((ns, vmi_name), {}).values())
             vmi = self._objs[VMI].get((ns, vmi_name))
@@ -544,7 +559,7 @@ class ClusterState:
                     key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"])
                 )
             pod = pods[0]
-            return pod, self._pod_facts[_key(pod)].requests
+            return pod, self._pod_facts[_key(pod)].source
 
     def node_requested(self, node_name: str) -> Resources:
         """What the non-terminated pods bound to the node request, per resource."""

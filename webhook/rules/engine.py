@@ -14,7 +14,7 @@ from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, evaluate_node, read_node
 from webhook.rules.target import migration_target
-from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
+from webhook.rules.target_pod import SourceNode, TargetPod, render_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 from webhook.rules.vmi_facts import VMIFacts
@@ -149,10 +149,9 @@ def evaluate_migration(
             nodes_evaluated=False,
             notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
-    launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
+    launcher, launcher_facts = state.launcher_pod_and_facts(namespace, vmi_name)
     source_node = _source_node(state, source)
-    base = render_base(vmi, launcher, source_node, launcher_requests, vf.pod if vf else None)
-    pod = add_migration(base, vmim)
+    pod = render_pod(vmi, vmim, launcher, source_node, vf.pod if vf else None, launcher_facts)
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
     node_ctx = NodeContext(
