@@ -71,6 +71,16 @@ def test_requests_that_are_not_a_map_are_named_the_same_way():
     assert all("spec.domain.resources.requests must be a map" in r for r in results)
 
 
+def test_a_launcher_whose_selector_is_not_a_map_is_named_the_same_way():
+    """The launcher pod's part of the target pod is read when the pod is stored: a bad one is
+    still stored, and the decision names it."""
+    objs = scene()
+    pod = next(x for x in objs if x["kind"] == "Pod" and x["metadata"]["name"].startswith("virt-"))
+    pod["spec"]["nodeSelector"] = ["kubevirt.io/schedulable"]
+    results = same_both_ways(objs, o.vmim("mine", target="node-2"))
+    assert all("spec.nodeSelector must be a map" in r for r in results)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), JSON)
 def test_any_field_replaced_by_anything(data, value):
