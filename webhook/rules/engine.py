@@ -133,7 +133,7 @@ def evaluate_migration(
     ctx = a.describe(vmi, "VirtualMachineInstance")
     vmims = state.vmims_for_vmi(namespace, vmi_name)
     blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None, side)
-    networks, missing_nads = resolve_networks(vmi, state.nad)
+    networks, missing_nads = resolve_networks(vmi, state.nad, vf.networks if vf else None)
     blockers += missing_nads
     source = a.get(vmi, "status.nodeName", str, ctx)
     vm = state.vm(namespace, vmi_name)
