@@ -548,18 +548,19 @@ class ClusterState:
         """`launcher_pod` and its `read_source_pod` facts, computed when the pod was stored (None
         for a pod whose selector is malformed: evaluating raises)."""
         with self._lock:
-            pods = list(self._launchers.get((ns, vmi_name), {}).values())
-            vmi = self._objs[VMI].get((ns, vmi_name))
+            pods = self._launchers.get((ns, vmi_name))
             if not pods:
                 return None, None
-            status = vmi.get("status") if isinstance(vmi, dict) else None
-            source = status.get("nodeName") if isinstance(status, dict) else None
-            if len(pods) > 1:
-                pods.sort(
-                    key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"])
-                )
-            pod = pods[0]
-            return pod, self._pod_facts[_key(pod)].source
+            name = next(iter(pods)) if len(pods) == 1 else self._preferred(ns, vmi_name, pods)
+            return pods[name], self._pod_facts[(ns, name)].source
+
+    def _preferred(self, ns: str, vmi_name: str, pods: dict[str, dict]) -> str:
+        """Of several launcher pods of a VMI (a migration's target, a pod being replaced), the one
+        on the VMI's node, else the first by name."""
+        vmi = self._objs[VMI].get((ns, vmi_name))
+        status = vmi.get("status") if isinstance(vmi, dict) else None
+        source = status.get("nodeName") if isinstance(status, dict) else None
+        return min(pods, key=lambda name: (pods[name]["spec"].get("nodeName") != source, name))
 
     def node_requested(self, node_name: str) -> Resources:
         """What the non-terminated pods bound to the node request, per resource."""
