@@ -119,6 +119,16 @@ class ClusterConfig:
     kubevirt: str | None  # "namespace/name" of the CR read, None: no deployed CR
     from_cr: bool  # the CR sets one of the limits' fields
     notes: tuple[str, ...]
+    # what applies to a VMI without policy or migrationState (`effective_config`), made once
+    unchanged: Effective
+
+
+def _cluster(
+    config: MigrationConfig, kubevirt: str | None, from_cr: bool, notes: tuple[str, ...]
+) -> ClusterConfig:
+    source = "kubevirt" if from_cr else "default"
+    unchanged = Effective(config, source, kubevirt, None, notes)
+    return ClusterConfig(config, kubevirt, from_cr, notes, unchanged)
 
 
 def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
@@ -132,7 +142,7 @@ def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
             continue  # KubeVirt ignores a CR being deleted or not deployed yet
         live.append(kv)
     if not live:
-        return ClusterConfig(MigrationConfig(), None, False, ())
+        return _cluster(MigrationConfig(), None, False, ())
     live.sort(key=_ref)
     if len(live) > 1:
         names = ", ".join(_ref(k) for k in live)
@@ -145,7 +155,7 @@ def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
     config, set_any = _overlay(
         MigrationConfig(), configuration.get("migrations"), _FIELDS, where, notes
     )
-    return ClusterConfig(config, ref, set_any, tuple(notes))
+    return _cluster(config, ref, set_any, tuple(notes))
 
 
 def _labels(obj: Any) -> dict[str, str]:
@@ -264,9 +274,11 @@ def effective_config(
     is in flight.
     """
     cluster = kubevirts if isinstance(kubevirts, ClusterConfig) else cluster_config(kubevirts)
+    found = _state_config(vmi, migration_uid)
+    if found is None and not policies:
+        return cluster.unchanged
     notes = list(cluster.notes)
     config, kv_ref = cluster.config, cluster.kubevirt
-    found = _state_config(vmi, migration_uid)
     if found is not None:
         state, mc = found
         where = "the VMI's status.migrationState.migrationConfiguration"
@@ -279,14 +291,12 @@ def effective_config(
             policy if isinstance(policy, str) and policy else None,
             tuple(notes),
         )
-    source = "kubevirt" if cluster.from_cr else "default"
     policy = match_policy(policies, _labels(vmi), namespace_labels, notes)
-    policy_name = None
     if policy is not None:
         with_policy, changed = _apply_policy(config, policy, notes)
         if changed:
-            config, source, policy_name = with_policy, "policy", _ref(policy)
-    return Effective(config, source, kv_ref, policy_name, tuple(notes))
+            return Effective(with_policy, "policy", kv_ref, _ref(policy), tuple(notes))
+    return replace(cluster.unchanged, notes=tuple(notes))
 
 
 def kubevirt_data_bytes(vmi: dict) -> tuple[int, list[str]]:
