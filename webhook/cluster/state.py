@@ -540,19 +540,30 @@ class ClusterState:
 
     def launcher_pod(self, ns: str, vmi_name: str) -> dict | None:
         """The VMI's non-terminated virt-launcher pod, preferring the one on the VMI's node."""
-        return self.launcher_pod_and_facts(ns, vmi_name)[0]
+        return self._launcher(ns, vmi_name)[0]
+
+    def launcher_pod_and_requests(
+        self, ns: str, vmi_name: str
+    ) -> tuple[dict, Resources] | tuple[None, None]:
+        """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
+        pod, facts = self._launcher(ns, vmi_name)
+        return (pod, facts.requests) if facts is not None else (None, None)
 
     def launcher_pod_and_facts(
         self, ns: str, vmi_name: str
     ) -> tuple[dict, SourcePod | None] | tuple[None, None]:
         """`launcher_pod` and its `read_source_pod` facts, computed when the pod was stored (None
         for a pod whose selector is malformed: evaluating raises)."""
+        pod, facts = self._launcher(ns, vmi_name)
+        return (pod, facts.source) if facts is not None else (None, None)
+
+    def _launcher(self, ns: str, vmi_name: str) -> tuple[dict, PodFacts] | tuple[None, None]:
         with self._lock:
             pods = self._launchers.get((ns, vmi_name))
             if not pods:
                 return None, None
             name = next(iter(pods)) if len(pods) == 1 else self._preferred(ns, vmi_name, pods)
-            return pods[name], self._pod_facts[(ns, name)].source
+            return pods[name], self._pod_facts[(ns, name)]
 
     def _preferred(self, ns: str, vmi_name: str, pods: dict[str, dict]) -> str:
         """Of several launcher pods of a VMI (a migration's target, a pod being replaced), the one
