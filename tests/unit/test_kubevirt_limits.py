@@ -14,6 +14,7 @@ from webhook.enforcer.kubevirt_check import KubeVirtLimitsCheck
 from webhook.enforcer.metrics import EnforcerMetrics
 from webhook.rules import TimeoutSettings, compute_timeouts, evaluate_migration
 from webhook.rules.kubevirt_limits import (
+    cluster_config,
     effective_config,
     first_to_fire,
     kubevirt_timeouts,
@@ -253,6 +254,23 @@ def test_state_keeps_namespaces_and_policies_cluster_scoped():
     assert [p["metadata"].get("namespace") for p in state.migration_policies()] == [None]
     state.remove("Namespace", None, "a")
     assert state.namespace_labels("a") is None
+
+
+def test_state_reads_the_kubevirt_config_again_when_a_cr_changes():
+    state = ClusterState()
+    assert state.kubevirt_config().kubevirt is None
+    state.apply(kubevirt({"completionTimeoutPerGiB": 90}))
+    assert state.kubevirt_config().config.completion_per_gib == 90
+    assert state.kubevirt_config() is state.kubevirt_config()  # read once
+    state.apply(kubevirt({"completionTimeoutPerGiB": 60}))
+    assert state.kubevirt_config().config.completion_per_gib == 60
+    state.replace_all("KubeVirt", [kubevirt({"progressTimeout": 10}, name="other")])
+    assert (state.kubevirt_config().kubevirt, state.kubevirt_config().config.progress_seconds) == (
+        "kubevirt/other",
+        10,
+    )
+    state.remove("KubeVirt", "kubevirt", "other")
+    assert state.kubevirt_config() == cluster_config([])
 
 
 def test_enforcer_check_gauges_and_one_log_line(caplog):

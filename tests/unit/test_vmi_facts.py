@@ -1,7 +1,7 @@
 """Facts computed when objects are stored change no decision and no error message.
 
-ClusterState keeps each VMI's `read_vmi` facts and each launcher pod's requests; the engine
-reads the objects themselves when they are absent. Both ways must give the same report, or
+ClusterState keeps each VMI's `read_vmi` facts and each launcher pod's `read_source_pod`; the
+engine reads the objects themselves when they are absent. Both ways must give the same report, or
 the same InputError naming the same field, for any object with any field replaced.
 """
 
@@ -16,7 +16,6 @@ from tests.unit.test_rules_properties import EXTRA_PATHS, JSON, all_paths, scene
 from webhook.cluster.state import ClusterState
 from webhook.errors import InputError
 from webhook.rules import evaluate_migration
-from webhook.rules.filters.resources import pod_requests
 
 
 class WithoutFacts(ClusterState):
@@ -25,9 +24,8 @@ class WithoutFacts(ClusterState):
     def vmi_with_facts(self, ns, name):
         return self.vmi(ns, name), None
 
-    def launcher_pod_and_requests(self, ns, vmi_name):
-        pod = super().launcher_pod_and_requests(ns, vmi_name)[0]
-        return (pod, pod_requests(pod)) if pod is not None else (None, None)
+    def launcher_pod_and_facts(self, ns, vmi_name):
+        return super().launcher_pod_and_facts(ns, vmi_name)[0], None
 
 
 def outcome(state_cls, objs, vmim):
@@ -71,6 +69,16 @@ def test_requests_that_are_not_a_map_are_named_the_same_way():
     vmi["spec"]["domain"].setdefault("resources", {})["requests"] = True
     results = same_both_ways(objs, o.vmim("mine", target="node-2"))
     assert all("spec.domain.resources.requests must be a map" in r for r in results)
+
+
+def test_a_launcher_whose_selector_is_not_a_map_is_named_the_same_way():
+    """The launcher pod's part of the target pod is read when the pod is stored: a bad one is
+    still stored, and the decision names it."""
+    objs = scene()
+    pod = next(x for x in objs if x["kind"] == "Pod" and x["metadata"]["name"].startswith("virt-"))
+    pod["spec"]["nodeSelector"] = ["kubevirt.io/schedulable"]
+    results = same_both_ways(objs, o.vmim("mine", target="node-2"))
+    assert all("spec.nodeSelector must be a map" in r for r in results)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,8 +23,9 @@ from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import PodRef, Term, resolve_term
 from webhook.rules.filters.resources import Resources, is_terminated, pod_requests
+from webhook.rules.kubevirt_limits import ClusterConfig, cluster_config
 from webhook.rules.node_eligibility import NodeFacts, Usage, read_node
-from webhook.rules.target_pod import CREATED_BY
+from webhook.rules.target_pod import CREATED_BY, SourcePod, read_source_pod
 from webhook.rules.vmi_facts import VMIFacts, read_vmi
 
 NODE = "Node"
@@ -285,9 +286,21 @@ class PodFacts:
     ref: PodRef | None  # set when the pod is bound to a node
     requests: Resources
     anti_terms: tuple[Term, ...]  # its required pod anti-affinity
+    source: SourcePod | None = None  # a launcher's part of its VMI's migration target pod
 
 
 _NO_POD = PodFacts(None, None, {}, ())
+
+
+def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
+    """`read_source_pod`, None when the pod is malformed (evaluating a migration of its VMI then
+    raises the error, naming the field)."""
+    try:
+        return read_source_pod(launcher, requests)
+    except InputError:
+        return None
+
+
 AntiEntry = tuple[PodRef, Term]
 
 
@@ -309,6 +322,7 @@ class ClusterState:
         self._anti: dict[tuple[str, str] | None, dict[Key, list[AntiEntry]]] = {}
         self._node_facts: dict[str, NodeFacts] = {}
         self._vmi_facts: dict[Key, VMIFacts] = {}
+        self._kubevirt_config: ClusterConfig | None = None  # None: read it again
         # Grows whenever what the rules read changes (not on a new resourceVersion alone), so a
         # decision computed at one generation holds while it is current (webhook.admission.memo).
         self.generation = 0
@@ -399,7 +413,9 @@ class ClusterState:
         terms = [resolve_term(t, ns, labels) for _, t in a.dicts(obj, ANTI_AFFINITY_PATH, ctx)]
         ref = PodRef(ns, name, labels, node) if node else None
         anti = tuple(t for t in terms if t is not None)
-        return PodFacts(launcher, ref, pod_requests(obj), anti)
+        requests = pod_requests(obj)
+        source = _source_pod(obj, requests) if launcher is not None else None
+        return PodFacts(launcher, ref, requests, anti, source)
 
     def _differs(self, obj: dict) -> bool:
         """Whether storing `obj` changes what the rules read (the generation's test)."""
@@ -416,6 +432,8 @@ class ClusterState:
         elif kind == VMI:
             if isinstance(prepared, VMIFacts):
                 self._vmi_facts[key] = prepared
+        elif kind == KUBEVIRT:
+            self._kubevirt_config = None
         elif kind == VMIM:
             vmi_key = (key[0], (obj.get("spec") or {}).get("vmiName") or "")
             self._vmims_by_vmi.setdefault(vmi_key, {})[key[1]] = obj
@@ -446,6 +464,8 @@ class ClusterState:
             self._node_facts.pop(key[1], None)
         elif kind == VMI:
             self._vmi_facts.pop(key, None)
+        elif kind == KUBEVIRT:
+            self._kubevirt_config = None
         elif kind == VMIM:
             vmi_key = self._vmim_vmi.pop(key)
             bucket = self._vmims_by_vmi.get(vmi_key, {})
@@ -532,25 +552,38 @@ class ClusterState:
 
     def launcher_pod(self, ns: str, vmi_name: str) -> dict | None:
         """The VMI's non-terminated virt-launcher pod, preferring the one on the VMI's node."""
-        return self.launcher_pod_and_requests(ns, vmi_name)[0]
+        return self._launcher(ns, vmi_name)[0]
 
     def launcher_pod_and_requests(
         self, ns: str, vmi_name: str
     ) -> tuple[dict, Resources] | tuple[None, None]:
         """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
+        pod, facts = self._launcher(ns, vmi_name)
+        return (pod, facts.requests) if facts is not None else (None, None)
+
+    def launcher_pod_and_facts(
+        self, ns: str, vmi_name: str
+    ) -> tuple[dict, SourcePod | None] | tuple[None, None]:
+        """`launcher_pod` and its `read_source_pod` facts, computed when the pod was stored (None
+        for a pod whose selector is malformed: evaluating raises)."""
+        pod, facts = self._launcher(ns, vmi_name)
+        return (pod, facts.source) if facts is not None else (None, None)
+
+    def _launcher(self, ns: str, vmi_name: str) -> tuple[dict, PodFacts] | tuple[None, None]:
         with self._lock:
-            pods = list(self._launchers.get((ns, vmi_name), {}).values())
-            vmi = self._objs[VMI].get((ns, vmi_name))
+            pods = self._launchers.get((ns, vmi_name))
             if not pods:
                 return None, None
-            status = vmi.get("status") if isinstance(vmi, dict) else None
-            source = status.get("nodeName") if isinstance(status, dict) else None
-            if len(pods) > 1:
-                pods.sort(
-                    key=lambda p: (p["spec"].get("nodeName") != source, p["metadata"]["name"])
-                )
-            pod = pods[0]
-            return pod, self._pod_facts[_key(pod)].requests
+            name = next(iter(pods)) if len(pods) == 1 else self._preferred(ns, vmi_name, pods)
+            return pods[name], self._pod_facts[(ns, name)]
+
+    def _preferred(self, ns: str, vmi_name: str, pods: dict[str, dict]) -> str:
+        """Of several launcher pods of a VMI (a migration's target, a pod being replaced), the one
+        on the VMI's node, else the first by name."""
+        vmi = self._objs[VMI].get((ns, vmi_name))
+        status = vmi.get("status") if isinstance(vmi, dict) else None
+        source = status.get("nodeName") if isinstance(status, dict) else None
+        return min(pods, key=lambda name: (pods[name]["spec"].get("nodeName") != source, name))
 
     def node_requested(self, node_name: str) -> Resources:
         """What the non-terminated pods bound to the node request, per resource."""
@@ -591,6 +624,14 @@ class ClusterState:
         """The KubeVirt CRs (KubeVirt reads the deployed one's migration configuration)."""
         with self._lock:
             return list(self._objs[KUBEVIRT].values())
+
+    def kubevirt_config(self) -> ClusterConfig:
+        """`cluster_config` of the KubeVirt CRs, read again only after one of them changed
+        (every decision needs it; the CRs change about never)."""
+        with self._lock:
+            if self._kubevirt_config is None:
+                self._kubevirt_config = cluster_config(list(self._objs[KUBEVIRT].values()))
+            return self._kubevirt_config
 
     def migration_policies(self) -> list[dict]:
         with self._lock:

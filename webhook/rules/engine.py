@@ -17,7 +17,7 @@ from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, Usage, evaluate_node, read_node
 from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
 from webhook.rules.target import migration_target
-from webhook.rules.target_pod import SourceNode, TargetPod, add_migration, render_base
+from webhook.rules.target_pod import SourceNode, TargetPod, render_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
 from webhook.rules.vmi_facts import VMIFacts
@@ -93,7 +93,7 @@ def migration_timeouts(
         out = kubevirt_timeouts(
             vmi,
             timeouts,
-            state.kubevirts(),
+            state.kubevirt_config(),
             state.migration_policies(),
             state.namespace_labels(namespace),
             migration_uid,
@@ -187,7 +187,7 @@ def _evaluate(
     ctx = a.describe(vmi, "VirtualMachineInstance")
     vmims = state.vmims_for_vmi(namespace, vmi_name)
     blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None, side)
-    networks, missing_nads = resolve_networks(vmi, state.nad)
+    networks, missing_nads = resolve_networks(vmi, state.nad, vf.networks if vf else None)
     blockers += missing_nads
     source = a.get(vmi, "status.nodeName", str, ctx)
     vm = state.vm(namespace, vmi_name)
@@ -203,10 +203,9 @@ def _evaluate(
             nodes_evaluated=False,
             notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
-    launcher, launcher_requests = state.launcher_pod_and_requests(namespace, vmi_name)
+    launcher, launcher_facts = state.launcher_pod_and_facts(namespace, vmi_name)
     source_node = _source_node(state, source)
-    base = render_base(vmi, launcher, source_node, launcher_requests, vf.pod if vf else None)
-    pod = add_migration(base, vmim)
+    pod = render_pod(vmi, vmim, launcher, source_node, vf.pod if vf else None, launcher_facts)
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
     node_ctx = NodeContext(

@@ -14,6 +14,7 @@ A network whose NAD is missing is a VM blocker (the same for every node).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,28 +39,51 @@ class ClusterNetwork:
     field: str
 
 
-def resolve_networks(
-    vmi: dict, nad_lookup: Callable[[str, str], dict | None]
-) -> tuple[list[ClusterNetwork], list[Problem]]:
-    """The cluster networks the VM's multus networks need, and a problem per missing NAD."""
+@dataclass(frozen=True, slots=True)
+class NetworkRef:
+    """A VMI network on a multus NetworkAttachmentDefinition."""
+
+    network: str  # the VMI network name
+    namespace: str  # the NAD's
+    name: str
+    field: str  # spec.networks[i]
+
+
+def multus_networks(vmi: dict) -> tuple[NetworkRef, ...]:
+    """The VMI's multus networks (read once per VMI object, in VMIFacts); raises InputError."""
     ctx = a.describe(vmi, "VirtualMachineInstance")
     vmi_ns = a.namespace_of(vmi, ctx) or "default"
-    needs: list[ClusterNetwork] = []
-    missing: list[Problem] = []
+    out = []
     for i, net in a.dicts(vmi, "spec.networks", ctx):
         path = f"spec.networks[{i}]"
         ref = a.get(net, "multus.networkName", str, ctx, None, path)
         if not ref:
             continue
         ns, _, name = ref.rpartition("/")
-        ns = ns or vmi_ns
         net_name = a.get(net, "name", str, ctx, "", path)
+        out.append(NetworkRef(net_name, ns or vmi_ns, name, sys.intern(path)))
+    return tuple(out)
+
+
+def resolve_networks(
+    vmi: dict,
+    nad_lookup: Callable[[str, str], dict | None],
+    refs: tuple[NetworkRef, ...] | None = None,
+) -> tuple[list[ClusterNetwork], list[Problem]]:
+    """The cluster networks the VM's multus networks need, and a problem per missing NAD.
+
+    `refs`: `multus_networks(vmi)` when the caller has them (VMIFacts).
+    """
+    needs: list[ClusterNetwork] = []
+    missing: list[Problem] = []
+    for ref in refs if refs is not None else multus_networks(vmi):
+        ns, name, path = ref.namespace, ref.name, ref.field
         nad = nad_lookup(ns, name)
         if nad is None:
             missing.append(
                 Problem(
                     "NetworkUnavailable",
-                    f"network '{net_name}' uses NetworkAttachmentDefinition {ns}/{name}, which "
+                    f"network '{ref.network}' uses NetworkAttachmentDefinition {ns}/{name}, which "
                     "does not exist: create it or remove the network from the VM",
                     path,
                 )
@@ -68,7 +92,7 @@ def resolve_networks(
         labels = a.str_map(nad, "metadata.labels", a.describe(nad, "NetworkAttachmentDefinition"))
         cn = labels.get(CLUSTER_NETWORK_LABEL)
         if cn:
-            needs.append(ClusterNetwork(net_name, f"{ns}/{name}", cn, path))
+            needs.append(ClusterNetwork(ref.network, f"{ns}/{name}", cn, path))
     return needs, missing
 
 

@@ -119,6 +119,16 @@ class ClusterConfig:
     kubevirt: str | None  # "namespace/name" of the CR read, None: no deployed CR
     from_cr: bool  # the CR sets one of the limits' fields
     notes: tuple[str, ...]
+    # what applies to a VMI without policy or migrationState (`effective_config`), made once
+    unchanged: Effective
+
+
+def _cluster(
+    config: MigrationConfig, kubevirt: str | None, from_cr: bool, notes: tuple[str, ...]
+) -> ClusterConfig:
+    source = "kubevirt" if from_cr else "default"
+    unchanged = Effective(config, source, kubevirt, None, notes)
+    return ClusterConfig(config, kubevirt, from_cr, notes, unchanged)
 
 
 def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
@@ -132,7 +142,7 @@ def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
             continue  # KubeVirt ignores a CR being deleted or not deployed yet
         live.append(kv)
     if not live:
-        return ClusterConfig(MigrationConfig(), None, False, ())
+        return _cluster(MigrationConfig(), None, False, ())
     live.sort(key=_ref)
     if len(live) > 1:
         names = ", ".join(_ref(k) for k in live)
@@ -145,7 +155,7 @@ def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
     config, set_any = _overlay(
         MigrationConfig(), configuration.get("migrations"), _FIELDS, where, notes
     )
-    return ClusterConfig(config, ref, set_any, tuple(notes))
+    return _cluster(config, ref, set_any, tuple(notes))
 
 
 def _labels(obj: Any) -> dict[str, str]:
@@ -251,20 +261,24 @@ def _state_config(vmi: dict, migration_uid: str | None) -> tuple[dict, dict] | N
 
 def effective_config(
     vmi: dict,
-    kubevirts: list[dict],
+    kubevirts: list[dict] | ClusterConfig,
     policies: list[dict],
     namespace_labels: dict[str, str] | None,
     migration_uid: str | None = None,
 ) -> Effective:
     """KubeVirt's configuration for a migration of `vmi` (see the module docstring for the order).
 
-    `migration_uid`: the migration asked about (`GET .../migration`); without it the VMI's
-    migrationState counts only while its migration is in flight.
+    `kubevirts`: the KubeVirt CRs, or their `cluster_config` (ClusterState keeps it, so a
+    decision does not read the CR again). `migration_uid`: the migration asked about
+    (`GET .../migration`); without it the VMI's migrationState counts only while its migration
+    is in flight.
     """
-    cluster = cluster_config(kubevirts)
+    cluster = kubevirts if isinstance(kubevirts, ClusterConfig) else cluster_config(kubevirts)
+    found = _state_config(vmi, migration_uid)
+    if found is None and not policies:
+        return cluster.unchanged
     notes = list(cluster.notes)
     config, kv_ref = cluster.config, cluster.kubevirt
-    found = _state_config(vmi, migration_uid)
     if found is not None:
         state, mc = found
         where = "the VMI's status.migrationState.migrationConfiguration"
@@ -277,14 +291,12 @@ def effective_config(
             policy if isinstance(policy, str) and policy else None,
             tuple(notes),
         )
-    source = "kubevirt" if cluster.from_cr else "default"
     policy = match_policy(policies, _labels(vmi), namespace_labels, notes)
-    policy_name = None
     if policy is not None:
         with_policy, changed = _apply_policy(config, policy, notes)
         if changed:
-            config, source, policy_name = with_policy, "policy", _ref(policy)
-    return Effective(config, source, kv_ref, policy_name, tuple(notes))
+            return Effective(with_policy, "policy", kv_ref, _ref(policy), tuple(notes))
+    return replace(cluster.unchanged, notes=tuple(notes))
 
 
 def kubevirt_data_bytes(vmi: dict) -> tuple[int, list[str]]:
@@ -326,15 +338,15 @@ def first_to_fire(guard_seconds: int, kubevirt_seconds: int) -> str:
 def kubevirt_timeouts(
     vmi: dict,
     guard: Timeouts,
-    kubevirts: list[dict],
+    kubevirts: list[dict] | ClusterConfig,
     policies: list[dict],
     namespace_labels: dict[str, str] | None,
     migration_uid: str | None = None,
     data: tuple[int, list[str]] | None = None,
 ) -> Timeouts:
     """`guard` with KubeVirt's limits for `vmi` and who fires first (malformed memory: raises
-    InputError, as compute_timeouts does for the same field). `data`: `kubevirt_data_bytes(vmi)`
-    when the caller has it (VMIFacts)."""
+    InputError, as compute_timeouts does for the same field). `kubevirts`: as `effective_config`
+    takes them; `data`: `kubevirt_data_bytes(vmi)` when the caller has it (VMIFacts)."""
     eff = effective_config(vmi, kubevirts, policies, namespace_labels, migration_uid)
     data_bytes, data_notes = data if data is not None else kubevirt_data_bytes(vmi)
     gb = -(-data_bytes // GB)
@@ -355,7 +367,7 @@ def kubevirt_timeouts(
         progress_first=first_to_fire(guard.progress_timeout_seconds, cfg.progress_seconds),
         notes=eff.notes + tuple(data_notes),
     )
-    return replace(guard, kubevirt=kv)
+    return guard.with_kubevirt(kv)
 
 
 # ---- cluster-wide comparison (the enforcer's start-up check) --------------------------------

@@ -157,6 +157,17 @@ class Timeouts:
     progress_timeout_seconds: int
     kubevirt: KubeVirtTimeouts | None = None
 
+    def with_kubevirt(self, kubevirt: KubeVirtTimeouts) -> Timeouts:
+        """These deadlines with KubeVirt's (built directly: every decision makes one, and
+        dataclasses.replace costs several times more)."""
+        return Timeouts(
+            self.data_bytes,
+            self.data_gib,
+            self.completion_timeout_seconds,
+            self.progress_timeout_seconds,
+            kubevirt,
+        )
+
     def to_dict(self) -> dict:
         out: dict = {
             "dataBytes": self.data_bytes,

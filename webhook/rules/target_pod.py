@@ -25,12 +25,13 @@ cached, its selectors not applied yet), topology spread constraints, and preempt
 (docs/internals.md).
 
 Split for speed: `read_vmi_pod` is the VMI's part (computed once per VMI object, in VMIFacts),
-`render_base` adds the launcher pod and the source node, `add_migration` the VMIM.
+`read_source_pod` the launcher pod's (once per pod object, in ClusterState's pod facts);
+`render_pod` adds those, the source node and the VMIM.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import Term, resolve_term
@@ -192,6 +193,7 @@ class VMIPod:
     affinity: tuple[dict, ...]  # required podAffinity terms, resolved against the pod's labels
     anti_affinity: tuple[dict, ...]
     scheduler_name: str
+    selects_vendor: bool  # its selector names a CPU vendor, so the source node's is not added
 
 
 def read_vmi_pod(vmi: dict) -> VMIPod:
@@ -223,6 +225,7 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
             t for _, t in a.dicts(vmi, f"spec.affinity.podAntiAffinity.{required}", ctx)
         ),
         scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
+        selects_vendor=vendor_key(head[0]) is not None or vendor_key(tail[0]) is not None,
     )
 
 
@@ -273,19 +276,36 @@ def source_node(labels: dict[str, str]) -> SourceNode:
     return SourceNode(host_model, vendor_key(labels))
 
 
-def _host_model_selector(
-    source_selector: dict[str, str], source: SourceNode
-) -> dict[str, str] | None:
-    """The source pod's host-model entries when it has any (the VM migrated before), else the
-    source node's; None when neither names a host model."""
-    copied = {
-        k: v for k, v in source_selector.items() if CPU_FEATURE in k or HOST_MODEL_MIGRATION in k
-    }
-    return copied or source.host_model
-
-
 def vendor_key(labels: dict[str, str]) -> str | None:
     return next((k for k in labels if k.startswith(CPU_VENDOR)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePod:
+    """What the target pod takes from the VMI's virt-launcher pod: read once per pod object
+    (ClusterState keeps it with the pod's facts), so a decision neither re-checks nor filters
+    the pod's selector."""
+
+    from_config: dict[str, str]  # its selector entries of KubeVirt's configuration
+    host_model: dict[str, str]  # its host-model entries (empty: the VM has not migrated yet)
+    host_model_vendor: bool  # one of those names a CPU vendor
+    labels: dict[str, str]
+    requests: Resources
+
+
+def read_source_pod(pod: dict, requests: Resources | None = None) -> SourcePod:
+    """The launcher pod's part of the target pod; raises InputError on malformed fields.
+    `requests`: its `pod_requests` when the caller has them."""
+    ctx = a.describe(pod, "Pod")
+    selector = a.str_map(pod, "spec.nodeSelector", ctx)
+    host = {k: v for k, v in selector.items() if CPU_FEATURE in k or HOST_MODEL_MIGRATION in k}
+    return SourcePod(
+        from_config=_shared({k: v for k, v in selector.items() if k.startswith(_FROM_SOURCE_POD)}),
+        host_model=_shared(host),
+        host_model_vendor=vendor_key(host) is not None,
+        labels=a.str_map(pod, "metadata.labels", ctx),
+        requests=requests if requests is not None else pod_requests(pod),
+    )
 
 
 def render_target_pod(
@@ -295,59 +315,60 @@ def render_target_pod(
     source_node_labels: dict[str, str] | None,
     source_requests: Resources | None = None,
 ) -> TargetPod:
-    """The target pod of migrating `vmi` with `vmim`'s additions (`render_base`, then
-    `add_migration`); raises InputError on bad fields."""
+    """`render_pod` from the objects themselves; raises InputError on bad fields."""
     source = source_node(source_node_labels) if source_node_labels is not None else None
-    return add_migration(render_base(vmi, source_pod, source, source_requests), vmim)
+    pod_facts = read_source_pod(source_pod, source_requests) if source_pod is not None else None
+    return render_pod(vmi, vmim, source_pod, source, pod_facts=pod_facts)
 
 
-def add_migration(pod: TargetPod, vmim: dict | None) -> TargetPod:
-    """`pod` with `vmim`'s addedNodeSelector keys the pod does not set (the VMI's value wins).
-
-    KubeVirt adds them before the host-model and vendor entries: host-model entries overwrite
-    (here: an added key they set is skipped), and the source's vendor is added only when no
-    vendor is selected yet (here: a vendor the migration selects replaces it).
-    """
-    added = a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
-    if not added:
-        return pod
-    selector, origin = dict(pod.node_selector), dict(pod.origin)
-    if vendor_key(added) is not None:
-        for key in [k for k, who in origin.items() if who == FROM_VENDOR]:
-            del selector[key], origin[key]
-    for k, v in added.items():
-        if k not in selector:
-            selector[k], origin[k] = v, MIGRATION
-    return replace(pod, node_selector=selector, origin=origin)
+def _host_model(pod: SourcePod | None, source: SourceNode) -> tuple[dict[str, str] | None, bool]:
+    """The source pod's host-model entries when it has any (the VM migrated before), else the
+    source node's (None: neither names a host model); and whether they name a CPU vendor (the
+    node's never do)."""
+    if pod is not None and pod.host_model:
+        return pod.host_model, pod.host_model_vendor
+    return source.host_model, False
 
 
-def render_base(
+def _migration_selector(vmim: dict | None) -> dict[str, str]:
+    """The VMIM's `spec.addedNodeSelector` (empty without a VMIM)."""
+    return a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
+
+
+def render_pod(
     vmi: dict,
+    vmim: dict | None,
     source_pod: dict | None,
     source: SourceNode | None,
-    source_requests: Resources | None = None,
     vmi_pod: VMIPod | None = None,
+    pod_facts: SourcePod | None = None,
 ) -> TargetPod:
-    """The target pod of migrating `vmi`, before what a VMIM asks (see `add_migration`).
+    """The target pod of migrating `vmi` with `vmim`.
 
-    `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI), with
-    `source_requests`, its `pod_requests` (ClusterState computes them when it stores the pod);
-    `source`: the node the VMI runs on (None: unknown, so the host-model and vendor entries cannot
-    be added and are not judged); `vmi_pod`: `read_vmi_pod(vmi)` when the caller has it (VMIFacts).
+    `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI); `source`: the node
+    the VMI runs on (None: unknown, so the host-model and vendor entries cannot be added and are
+    not judged); `vmi_pod` and `pod_facts`: `read_vmi_pod(vmi)` and `read_source_pod(source_pod)`
+    when the caller has them (VMIFacts, ClusterState's pod facts).
+
+    The VMIM's addedNodeSelector keys are added where the pod sets none (the VMI's value wins).
+    KubeVirt adds them before the host-model and vendor entries: host-model entries overwrite
+    (here: an added key they set is skipped), and the source's vendor is added only when no
+    vendor is selected yet (here: not when the migration selects one).
     """
     v = vmi_pod if vmi_pod is not None else read_vmi_pod(vmi)
-    pod_ctx = a.describe(source_pod, "Pod")
-    source_selector = (
-        a.str_map(source_pod, "spec.nodeSelector", pod_ctx) if source_pod is not None else {}
-    )
-    from_pod = {k: val for k, val in source_selector.items() if k.startswith(_FROM_SOURCE_POD)}
+    p = pod_facts
+    if p is None and source_pod is not None:
+        p = read_source_pod(source_pod)
+    added = _migration_selector(vmim)
+    from_pod = p.from_config if p is not None else {}
     selector = {**v.head[0], **from_pod, **v.tail[0]}
     origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}
     problems: list[Problem] = []
 
     if source is not None:
+        selects_vendor = v.selects_vendor
         if v.model == HOST_MODEL:
-            host = _host_model_selector(source_selector, source)
+            host, host_vendor = _host_model(p, source)
             if host is None:
                 problems.append(
                     Problem(
@@ -361,12 +382,17 @@ def render_base(
             else:
                 selector.update(host)
                 origin.update(dict.fromkeys(host, FROM_HOST_MODEL))
-        if source.vendor is not None and vendor_key(selector) is None:
+                selects_vendor = selects_vendor or host_vendor
+        # The configuration entries have other prefixes: they never name a vendor.
+        if source.vendor is not None and not selects_vendor and vendor_key(added) is None:
             selector[source.vendor], origin[source.vendor] = "true", FROM_VENDOR
+    for k, value in added.items():
+        if k not in selector:
+            selector[k], origin[k] = value, MIGRATION
 
-    if source_pod is not None:
-        labels = dict(a.str_map(source_pod, "metadata.labels", pod_ctx))
-        requests = source_requests if source_requests is not None else pod_requests(source_pod)
+    if p is not None:
+        labels = dict(p.labels)
+        requests = p.requests
     else:
         labels = {**v.labels, "kubevirt.io": "virt-launcher"}
         requests = v.requests

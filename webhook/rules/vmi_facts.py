@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webhook.rules.harvester import NetworkRef, multus_networks
 from webhook.rules.kubevirt_limits import kubevirt_data_bytes
 from webhook.rules.model import Problem
 from webhook.rules.target_pod import VMIPod, read_vmi_pod
@@ -26,9 +27,16 @@ class VMIFacts:
     data_bytes: int  # timeouts.data_bytes(vmi)
     pod: VMIPod  # target_pod.read_vmi_pod(vmi): the VMI's part of its migration target pod
     kubevirt_data: tuple[int, list[str]]  # kubevirt_limits.kubevirt_data_bytes(vmi)
+    networks: tuple[NetworkRef, ...]  # harvester.multus_networks(vmi)
 
 
 def read_vmi(vmi: dict) -> VMIFacts:
     """The VMI's facts; raises InputError on malformed fields (the engine then reads the VMI
     itself, naming the same field in the same order as without facts)."""
-    return VMIFacts(vmi_blockers(vmi), data_bytes(vmi), read_vmi_pod(vmi), kubevirt_data_bytes(vmi))
+    return VMIFacts(
+        vmi_blockers(vmi),
+        data_bytes(vmi),
+        read_vmi_pod(vmi),
+        kubevirt_data_bytes(vmi),
+        multus_networks(vmi),
+    )
