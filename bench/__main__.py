@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         ("enforcer", "enforcer", inprocess.bench_enforcer),
         ("memory", "memory (cache in a fresh process)", inprocess.bench_memory),
         ("admission", "repeated denials (in-process)", inprocess.bench_retry),
+        ("drain", "drain plan (in-process)", inprocess.bench_drain_plan),
     ]
     for key, title, fn in steps:
         if key in selected:

@@ -89,6 +89,44 @@ def bench_lookup(quick: bool = False) -> list[Figure]:
     return figures
 
 
+DRAIN_NODES, DRAIN_VMS = 1000, 100
+
+
+def bench_drain_plan(quick: bool = False) -> list[Figure]:
+    """The drain plan of a node running 100 VMs on a 1,000-node cluster (2,000 VMIs in all),
+    beside one target lookup on the same cluster: a plan is about one lookup per VM (plus one
+    for the wave order of every second one)."""
+    from webhook.rules.drain import MIGRATES, drain_plan
+
+    objs: list[dict] = [o.node(i) for i in range(DRAIN_NODES)]
+    for i in range(LOOKUP_VMIS):
+        vmi, pod = o.vmi(i, DRAIN_NODES), o.pod(i, DRAIN_NODES, LOOKUP_VMIS)
+        node = "node-0" if i < DRAIN_VMS else f"node-{i % (DRAIN_NODES - 1) + 1}"
+        vmi["status"]["nodeName"] = pod["spec"]["nodeName"] = node  # node-0 runs vm-0 .. vm-99
+        vmi["spec"]["evictionStrategy"] = "LiveMigrate"
+        objs += [vmi, pod]
+    state = ClusterState.from_objects(objs)
+    del objs
+    freeze_cached()
+    plan = drain_plan(state, "node-0")
+    outcomes = {p.outcome for p in plan.vms}
+    assert len(plan.vms) == DRAIN_VMS and outcomes == {MIGRATES}, (len(plan.vms), outcomes)
+    runs = 3 if quick else 7
+    plans = timed_runs(lambda: drain_plan(state, "node-0"), min_runs=runs, max_seconds=0)
+    lookups = timed_runs(
+        lambda: evaluate_migration(state, o.NAMESPACE, "vm-0"), min_runs=30, max_seconds=1.0
+    )
+    return [
+        Figure(
+            f"drain.plan.{DRAIN_NODES}_nodes_{DRAIN_VMS}_vms.p50",
+            statistics.median(plans) * 1e3,
+            "ms",
+            baseline=f"drain.lookup.{DRAIN_NODES}_nodes.p50",
+        ),
+        Figure(f"drain.lookup.{DRAIN_NODES}_nodes.p50", statistics.median(lookups) * 1e3, "ms"),
+    ]
+
+
 class StaticProgress:
     """A progress source answering from a dict (the shape Prometheus' answer is parsed into)."""
 

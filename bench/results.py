@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PREFIXES = ("admission", "lookup", "enforcer", "memory", "kubectl")
+PREFIXES = ("admission", "lookup", "enforcer", "memory", "kubectl", "drain")
 BETTER = ("lower", "higher")
 
 

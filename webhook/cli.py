@@ -341,6 +341,9 @@ def format_policy(policy: Policy) -> str:
     return "\n".join(lines) + "\n"
 
 
+ALTERNATIVES_SHOWN = 3  # the JSON lists them all
+
+
 def format_drain_plan(plan: DrainPlan) -> str:
     """One line per VM: what the drain does to it, where it goes, or why it holds the drain."""
     held = sum(1 for p in plan.vms if p.outcome == HOLDS)
@@ -357,7 +360,9 @@ def format_drain_plan(plan: DrainPlan) -> str:
     rows = [("VM", "EVICTION", "OUTCOME", "WAVE", "TARGET / WHY")]
     for p in plan.vms:
         if p.outcome == "migrates":
-            alt = f"; or {', '.join(p.alternatives)}" if p.alternatives else ""
+            shown = ", ".join(p.alternatives[:ALTERNATIVES_SHOWN])
+            more = len(p.alternatives) - ALTERNATIVES_SHOWN
+            alt = f"; or {shown}" + (f" and {more} more" if more > 0 else "") if shown else ""
             what = [f"{p.target} (score {p.score}{alt})"]
             what += [f"{w.code} (warn): {w.message}" for w in p.warnings]
         else:
