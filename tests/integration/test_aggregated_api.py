@@ -178,17 +178,26 @@ def vm(controlplane, backend, namespace) -> str:
     return "vm1"
 
 
-def test_alice_with_a_role_is_served_as_herself_and_bob_is_refused_by_kube_apiserver(
-    controlplane, backend, namespace, vm
-):
-    ns = namespace
+@pytest.fixture
+def alice(controlplane, namespace) -> str:
+    """alice may use every VM subresource (kube-apiserver's check) and migrate with KubeVirt's
+    rights (the backend's check) in `namespace`."""
     everything = [s.name for s in aggregated.SUBRESOURCES if s.namespaced]
     controlplane.apply_yaml(
-        json.dumps(subresource_role(ns, "mg-subresources", [user("alice")], *everything))
+        json.dumps(subresource_role(namespace, "mg-subresources", [user("alice")], *everything))
     )
     controlplane.apply_yaml(
-        json.dumps(role_and_binding(ns, "kubevirt-migrator", KUBEVIRT_MIGRATOR, [user("alice")]))
+        json.dumps(
+            role_and_binding(namespace, "kubevirt-migrator", KUBEVIRT_MIGRATOR, [user("alice")])
+        )
     )
+    return "alice"
+
+
+def test_alice_with_a_role_is_served_as_herself_and_bob_is_refused_by_kube_apiserver(
+    controlplane, backend, namespace, vm, alice
+):
+    ns = namespace
     targets = vm_path(ns, vm, "migrationtargets")
     report = wait_for(
         lambda: (
@@ -336,16 +345,9 @@ def plugin(plane: ControlPlane, user: str, *args: str) -> subprocess.CompletedPr
 
 
 def test_kubectl_plugin_targets_migrates_shows_and_aborts_as_the_user(
-    controlplane, backend, namespace, vm
+    controlplane, backend, namespace, vm, alice
 ):
     ns = namespace
-    everything = [s.name for s in aggregated.SUBRESOURCES if s.namespaced]
-    controlplane.apply_yaml(
-        json.dumps(subresource_role(ns, "mg-subresources", [user("alice")], *everything))
-    )
-    controlplane.apply_yaml(
-        json.dumps(role_and_binding(ns, "kubevirt-migrator", KUBEVIRT_MIGRATOR, [user("alice")]))
-    )
     last: list[subprocess.CompletedProcess] = []
 
     def allowed() -> subprocess.CompletedProcess | None:
