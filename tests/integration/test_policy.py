@@ -221,3 +221,50 @@ def test_the_extension_offers_what_the_webhook_admits_under_the_same_policy(
         assert f"Warning: migration-guard: NodeCordoned (warn): node '{N3}' is cordoned" in (
             admitted.stderr
         )
+
+
+def test_every_vms_migratability_is_a_gauge_kept_current(controlplane, nodes, namespace):
+    with running_webhook(controlplane, "--migratability-interval", "1s") as hook:
+        messy_vm(controlplane, hook, namespace)
+        kubectl_ok(
+            controlplane, "patch", "vmi", "messy", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"spec": {"evictionStrategy": "LiveMigrate"}}),
+        )  # fmt: skip
+        create(controlplane, o.vmi(namespace, "clean", N1))
+        labels = {"namespace": namespace, "node": N1}
+
+        def gauges() -> tuple[float | None, float | None, float | None]:
+            text = metrics(hook)
+            return (
+                sample(
+                    text, "migration_guard_vm_migratable", vm="messy",
+                    blockers="CDROMVolume,PCIDevicePassthrough", **labels,
+                ),
+                sample(text, "migration_guard_vm_migratable", vm="clean", blockers="", **labels),
+                sample(text, "migration_guard_node_drain_blockers", node=N1),
+            )  # fmt: skip
+
+        deadline = time.monotonic() + 15
+        while gauges() != (0.0, 1.0, 1.0) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert gauges() == (0.0, 1.0, 1.0)
+
+        # the CD-ROM and the GPU gone: the next round says the VM can move
+        vmi = json.loads(
+            kubectl_ok(controlplane, "get", "vmi", "messy", "-n", namespace, "-o", "json")
+        )
+        vmi["spec"] = o.vmi(namespace, "messy", N1)["spec"] | {"evictionStrategy": "LiveMigrate"}
+        kubectl_ok(controlplane, "replace", "-f", "-", input=json.dumps(vmi))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            text = metrics(hook)
+            if (
+                sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels)
+                == 1.0
+            ):
+                break
+            time.sleep(0.5)
+        assert (
+            sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels) == 1.0
+        )
+        assert sample(text, "migration_guard_node_drain_blockers", node=N1) == 0.0

@@ -103,3 +103,33 @@ def test_a_blocked_vm_holds_the_drain_with_its_reasons_and_the_cluster_strategy_
     (held,) = plan.vms
     assert (held.eviction_strategy, held.outcome) == ("LiveMigrate", HOLDS)
     assert [r.code for r in held.reasons] == ["ManagementNetworkBridge"]
+
+
+def test_migratability_gauges_name_the_blockers_and_count_who_holds_each_drain():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.harness.metrics import sample
+    from webhook.admission.migratability import MigratabilityGauges
+    from webhook.rules.policy import ALL_DENY
+
+    objs = [node("node-1", "64Gi"), node("node-2", "64Gi"), o.nad()]
+    boxed = vm_on_node_1("boxed")
+    boxed[0]["spec"]["domain"]["devices"]["interfaces"][0] = {"name": "default", "bridge": {}}
+    objs += boxed + vm_on_node_1("clean") + vm_on_node_1("stops", strategy=None)
+    stops = vm_on_node_1("stops-boxed", strategy=None)
+    stops[0]["spec"]["domain"]["devices"]["interfaces"][0] = {"name": "default", "bridge": {}}
+    state = ClusterState.from_objects(objs + stops)
+    gauges = MigratabilityGauges(state, lambda: ALL_DENY, lambda: True)
+    assert gauges.refresh() and not gauges.refresh()  # again only when the cluster changed
+    registry = CollectorRegistry()
+    registry.register(gauges)
+    text = generate_latest(registry).decode()
+    on = {"namespace": "default", "node": "node-1"}
+    bridge = "ManagementNetworkBridge"
+    assert sample(text, "migration_guard_vm_migratable", vm="boxed", blockers=bridge, **on) == 0
+    assert sample(text, "migration_guard_vm_migratable", vm="clean", blockers="", **on) == 1
+    assert (
+        sample(text, "migration_guard_vm_migratable", vm="stops-boxed", blockers=bridge, **on) == 0
+    )
+    # boxed holds the drain; stops-boxed does not (evictionStrategy None: it is shut down)
+    assert sample(text, "migration_guard_node_drain_blockers", node="node-1") == 1

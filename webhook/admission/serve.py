@@ -27,6 +27,7 @@ from webhook.admission import connection
 from webhook.admission.certs import CertManager
 from webhook.admission.events import EventRecorder
 from webhook.admission.metrics import WebhookMetrics
+from webhook.admission.migratability import MigratabilityGauges
 from webhook.admission.server import Extension, create_app
 from webhook.admission.settings import Settings, parse_settings
 from webhook.cluster.cache import ClusterCache
@@ -89,8 +90,17 @@ class Runtime:
             events=self.events,
             front_proxy=self.front_proxy,
         )
+        self.gauges = MigratabilityGauges(
+            self.cache.state,
+            self.app.extensions["migration_guard"]["policy"],
+            lambda: self.cache.synced,
+            interval=settings.migratability_interval_seconds,
+        )
+        metrics.registry.register(self.gauges)
+        self.gauges.start()
 
     def stop(self) -> None:
+        self.gauges.stop()
         if self.front_proxy is not None:
             self.front_proxy.stop()
         self.cache.stop()

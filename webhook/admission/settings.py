@@ -62,6 +62,7 @@ class Settings:
     workload_update_migrations: str = "enforce"
     kubevirt_controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
     event_interval_seconds: float = 60.0
+    migratability_interval_seconds: float = 30.0
     harvester_version: str = "auto"
     rule_actions: tuple[str, ...] = ()
     policy_mode: str = "enforce"
@@ -259,6 +260,12 @@ FLAGS: list[Flag] = [
         "event_interval_seconds",
         "--event-interval",
         "a repeated Event's count is written at most this often (default 60s)",
+        "duration",
+    ),
+    Flag(
+        "migratability_interval_seconds",
+        "--migratability-interval",
+        "every VM's migratability gauges are recomputed at most this often (default 30s)",
         "duration",
     ),
     *POLICY_FLAGS,

@@ -139,6 +139,39 @@ def _requests(state: ClusterState, namespace: str, name: str) -> Resources:
     return facts.pod.requests if facts is not None else {}
 
 
+@dataclass(frozen=True)
+class Migratability:
+    """Whether a VM can live-migrate now, for the gauges (without judging nodes: cheap)."""
+
+    vm: str
+    node: str
+    blockers: tuple[str, ...]  # the codes of what stops it, sorted
+    holds_drain: bool  # its eviction strategy migrates it on a drain, and it cannot move
+
+
+def migratability(
+    state: ClusterState, vmi: dict, policy: Policy = ALL_DENY, configuration: dict | None = None
+) -> Migratability:
+    """The VM's blockers as the webhook denies them (policy applied), judged on its own node
+    only, so no node's reasons are computed; InputError on a malformed VMI."""
+    ns, name = vmi["metadata"].get("namespace", "default"), vmi["metadata"]["name"]
+    node = (vmi.get("status") or {}).get("nodeName") or ""
+    report = evaluate_migration(state, ns, name, target=node or None, policy=policy)
+    codes = tuple(sorted({b.code for b in report.blockers}))
+    if report.exemption is not None:
+        codes = ()
+    strategy = eviction_strategy(vmi, configuration or {})
+    migrates_on_drain = strategy == LIVE_MIGRATE or (
+        strategy == IF_POSSIBLE and _live_migratable(vmi)
+    )
+    return Migratability(f"{ns}/{name}", node, codes, migrates_on_drain and bool(codes))
+
+
+def cluster_configuration(state: ClusterState) -> dict:
+    """The KubeVirt CR's `spec.configuration` (eviction strategy, migrations), or {}."""
+    return _kubevirt_configuration(state.kubevirts())
+
+
 def drain_plan(
     state: ClusterState,
     node: str,
