@@ -43,6 +43,7 @@ from webhook.cluster.kubeapi import KubeError, call
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
+CHART_CRD_DIR = REPO / "charts" / "migration-guard" / "crds"  # the chart's (PolicyReport)
 USERS = {
     "admin": ("system:masters",),
     "alice": ("mg:users",),
@@ -267,7 +268,7 @@ def install_crds(plane: ControlPlane) -> None:
     crds = json.loads(kubevirt.kubevirt_crds().read_text())["items"]
     crds += [
         doc
-        for path in sorted(CRD_DIR.glob("*.yaml"))
+        for path in sorted([*CRD_DIR.glob("*.yaml"), *CHART_CRD_DIR.glob("*.yaml")])
         for doc in yaml.safe_load_all(path.read_text())
     ]
     api = plane.api_client()

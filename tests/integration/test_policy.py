@@ -268,3 +268,44 @@ def test_every_vms_migratability_is_a_gauge_kept_current(controlplane, nodes, na
             sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels) == 1.0
         )
         assert sample(text, "migration_guard_node_drain_blockers", node=N1) == 0.0
+
+
+def test_policy_reports_show_every_vm_and_follow_changes(controlplane, nodes, namespace):
+    args = ("--policy-reports", "--migratability-interval", "1s")
+    with running_webhook(controlplane, *args) as hook:
+        messy_vm(controlplane, hook, namespace)
+        create(controlplane, o.vmi(namespace, "clean", N1))
+
+        def report() -> dict | None:
+            got = controlplane.kubectl(
+                "get", "policyreport", "migration-guard", "-n", namespace, "-o", "json"
+            )
+            return json.loads(got.stdout) if got.returncode == 0 else None
+
+        deadline = time.monotonic() + 20
+        while (r := report()) is None or len(r["results"]) < 2:
+            assert time.monotonic() < deadline, r
+            time.sleep(0.5)
+        by_vm = {x["resources"][0]["name"]: x for x in r["results"]}
+        assert by_vm["clean"]["result"] == "pass"
+        assert by_vm["messy"]["result"] == "fail"
+        assert by_vm["messy"]["properties"]["blockers"] == "CDROMVolume,PCIDevicePassthrough"
+        assert (
+            "- " not in by_vm["messy"]["message"]
+            and "eject the CD-ROM" in by_vm["messy"]["message"]
+        )
+        assert r["summary"]["pass"] == 1 and r["summary"]["fail"] == 1
+        listed = kubectl_ok(controlplane, "get", "policyreports", "-A")
+        assert "migration-guard" in listed and namespace in listed
+
+        # the VM leaves: its result goes; the last VM leaves: the report goes
+        kubectl_ok(controlplane, "delete", "vmi", "messy", "-n", namespace)
+        deadline = time.monotonic() + 20
+        while (r := report()) is not None and len(r["results"]) != 1:
+            assert time.monotonic() < deadline, r
+            time.sleep(0.5)
+        kubectl_ok(controlplane, "delete", "vmi", "clean", "-n", namespace)
+        deadline = time.monotonic() + 20
+        while report() is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)

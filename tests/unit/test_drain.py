@@ -133,3 +133,35 @@ def test_migratability_gauges_name_the_blockers_and_count_who_holds_each_drain()
     )
     # boxed holds the drain; stops-boxed does not (evictionStrategy None: it is shut down)
     assert sample(text, "migration_guard_node_drain_blockers", node="node-1") == 1
+
+
+def test_policy_reports_have_a_result_per_vm_and_a_summary():
+    from webhook.admission.policyreports import by_namespace
+    from webhook.rules.drain import Migratability
+    from webhook.rules.model import Problem
+
+    bridge = Problem("ManagementNetworkBridge", "interface 'default' uses bridge binding")
+    cd = Problem("CDROMVolume", "CD-ROM 'cd' is inserted")
+    results = [
+        Migratability("a/clean", "n1", (), False),
+        Migratability("a/boxed", "n1", ("ManagementNetworkBridge",), True, (bridge,)),
+        Migratability("a/cd", "n2", (), False, (), (cd,)),
+        Migratability(
+            "b/left", "n1", (), False, exemption="namespace 'b' is in --exempt-namespaces"
+        ),
+    ]
+    reports = by_namespace(results)
+    assert sorted(reports) == ["a", "b"]
+    a = reports["a"]
+    assert a["kind"] == "PolicyReport" and a["metadata"]["name"] == "migration-guard"
+    assert a["summary"] == {"pass": 1, "fail": 1, "warn": 1, "error": 0, "skip": 0}
+    by_vm = {r["resources"][0]["name"]: r for r in a["results"]}
+    assert by_vm["boxed"]["result"] == "fail"
+    assert (
+        by_vm["boxed"]["message"]
+        == "ManagementNetworkBridge: interface 'default' uses bridge binding"
+    )
+    assert by_vm["boxed"]["properties"] == {"node": "n1", "blockers": "ManagementNetworkBridge"}
+    assert by_vm["cd"]["result"] == "warn" and "CDROMVolume" in by_vm["cd"]["message"]
+    assert reports["b"]["results"][0]["result"] == "skip"
+    assert by_namespace(reversed(results)) == reports  # stable: equal input writes nothing

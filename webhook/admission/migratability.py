@@ -8,7 +8,8 @@ judged here (that is the drain plan's work: `migration-guard drain-plan`), so a 
 problem is room elsewhere counts as migratable.
 
 A background thread recomputes them when the cluster changed, at most every `interval` seconds,
-yielding to request threads between VMs; a scrape reads the last result.
+yielding to request threads between VMs; a scrape reads the last result. The same results feed
+the PolicyReports (webhook.admission.policyreports).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ class MigratabilityGauges(Collector):
         policy: Callable[[], Policy],
         ready: Callable[[], bool],
         interval: float = DEFAULT_INTERVAL_S,
+        after_round: Callable[[list[Migratability]], object] | None = None,
     ) -> None:
+        """`after_round(results)` runs after every round, changed or not (the PolicyReport
+        writer, which writes a bounded number of reports a round)."""
         self.state = state
         self.policy = policy
         self.ready = ready
         self.interval = interval
+        self.after_round = after_round
         self._results: list[Migratability] = []
         self._generation = -1
         self._stop = threading.Event()
@@ -91,6 +96,8 @@ class MigratabilityGauges(Collector):
         while not self._stop.wait(self.interval if self._generation >= 0 else 1.0):
             try:
                 self.refresh()
+                if self.after_round is not None and self._generation >= 0:
+                    self.after_round(self._results)
             except Exception:  # keep the last figures; try again next round
                 log.exception("migratability gauges not refreshed")
 

@@ -14,6 +14,7 @@ import logging
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -28,9 +29,11 @@ from webhook.admission.certs import CertManager
 from webhook.admission.events import EventRecorder
 from webhook.admission.metrics import WebhookMetrics
 from webhook.admission.migratability import MigratabilityGauges
+from webhook.admission.policyreports import PolicyReportWriter
 from webhook.admission.server import Extension, create_app
 from webhook.admission.settings import Settings, parse_settings
 from webhook.cluster.cache import ClusterCache
+from webhook.enforcer.leader import LeaseElector
 from webhook.errors import InputError
 
 log = logging.getLogger("migration_guard.serve")
@@ -61,6 +64,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, extensions: Iterable[Extension] = ()) -> None:
         self.api = api_client(settings)
+        self._stop = threading.Event()
         self.cache = ClusterCache(self.api, watch_timeout_seconds=settings.watch_timeout_seconds)
         self.certs = CertManager(settings, self.api)
         metrics = WebhookMetrics()
@@ -90,17 +94,32 @@ class Runtime:
             events=self.events,
             front_proxy=self.front_proxy,
         )
+        self.reports_lease: LeaseElector | None = None
+        writer = None
+        if settings.policy_reports:
+            self.reports_lease = LeaseElector(
+                self.api,
+                settings.namespace,
+                f"{settings.service_name}-policy-reports",
+                identity=socket.gethostname(),
+            )
+            threading.Thread(target=self.reports_lease.run, args=(self._stop,), daemon=True).start()
+            writer = PolicyReportWriter(self.api, self.reports_lease.is_leader)
         self.gauges = MigratabilityGauges(
             self.cache.state,
             self.app.extensions["migration_guard"]["policy"],
             lambda: self.cache.synced,
             interval=settings.migratability_interval_seconds,
+            after_round=writer.sync if writer is not None else None,
         )
         metrics.registry.register(self.gauges)
         self.gauges.start()
 
     def stop(self) -> None:
+        self._stop.set()
         self.gauges.stop()
+        if self.reports_lease is not None:
+            self.reports_lease.release()
         if self.front_proxy is not None:
             self.front_proxy.stop()
         self.cache.stop()

@@ -63,6 +63,7 @@ class Settings:
     kubevirt_controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
     event_interval_seconds: float = 60.0
     migratability_interval_seconds: float = 30.0
+    policy_reports: bool = False
     harvester_version: str = "auto"
     rule_actions: tuple[str, ...] = ()
     policy_mode: str = "enforce"
@@ -267,6 +268,13 @@ FLAGS: list[Flag] = [
         "--migratability-interval",
         "every VM's migratability gauges are recomputed at most this often (default 30s)",
         "duration",
+    ),
+    Flag(
+        "policy_reports",
+        "--policy-reports",
+        "write every VM's migratability as a PolicyReport per namespace (wgpolicyk8s.io/v1alpha2; "
+        "one replica writes, elected with a Lease) (default false)",
+        "bool",
     ),
     *POLICY_FLAGS,
     Flag(

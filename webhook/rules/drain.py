@@ -147,6 +147,9 @@ class Migratability:
     node: str
     blockers: tuple[str, ...]  # the codes of what stops it, sorted
     holds_drain: bool  # its eviction strategy migrates it on a drain, and it cannot move
+    problems: tuple[Problem, ...] = ()  # the blockers themselves
+    warnings: tuple[Problem, ...] = ()  # what the policy only warns about
+    exemption: str | None = None
 
 
 def migratability(
@@ -157,14 +160,21 @@ def migratability(
     ns, name = vmi["metadata"].get("namespace", "default"), vmi["metadata"]["name"]
     node = (vmi.get("status") or {}).get("nodeName") or ""
     report = evaluate_migration(state, ns, name, target=node or None, policy=policy)
-    codes = tuple(sorted({b.code for b in report.blockers}))
-    if report.exemption is not None:
-        codes = ()
+    problems = () if report.exemption is not None else report.blockers
+    codes = tuple(sorted({b.code for b in problems}))
     strategy = eviction_strategy(vmi, configuration or {})
     migrates_on_drain = strategy == LIVE_MIGRATE or (
         strategy == IF_POSSIBLE and _live_migratable(vmi)
     )
-    return Migratability(f"{ns}/{name}", node, codes, migrates_on_drain and bool(codes))
+    return Migratability(
+        f"{ns}/{name}",
+        node,
+        codes,
+        migrates_on_drain and bool(codes),
+        problems,
+        report.warnings,
+        report.exemption,
+    )
 
 
 def cluster_configuration(state: ClusterState) -> dict:
