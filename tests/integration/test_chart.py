@@ -260,8 +260,8 @@ def test_enforcer_disabled_drops_its_container_and_rights(controlplane: ControlP
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["server"]
     rules = server_rules(objs)
-    resources = {r for rule in rules for r in rule["resources"]}
-    assert "leases" not in resources
+    (named_leases,) = [r for r in rules if "leases" in r["resources"] and r.get("resourceNames")]
+    assert named_leases["resourceNames"] == ["mg-migration-guard-policy-reports"]  # no enforcer
     (events,) = [rule for rule in rules if "events" in rule["resources"]]  # the webhook's
     assert events["verbs"] == ["create", "patch"]
     assert [p["name"] for p in one(objs, "Service")["spec"]["ports"]] == ["https"]
@@ -275,6 +275,36 @@ POLICY_ENV = (
     "MIGRATION_GUARD_EXEMPT_NAMESPACE_SELECTOR",
 )
 EXEMPT_LABEL = "migration-guard.io/exempt"
+
+
+def test_policy_reports_and_their_rights_follow_the_value(controlplane: ControlPlane):
+    on = render(controlplane)
+    assert env(container(on, "server"))["MIGRATION_GUARD_POLICY_REPORTS"] == "true"
+    (reports,) = [r for r in server_rules(on) if "policyreports" in r["resources"]]
+    assert reports == {
+        "apiGroups": ["wgpolicyk8s.io"],
+        "resources": ["policyreports"],
+        "verbs": ["get", "create", "update", "delete"],
+    }
+    off = render(controlplane, "policyReports.enabled=false", "enforcer.enabled=false")
+    assert env(container(off, "server"))["MIGRATION_GUARD_POLICY_REPORTS"] == "false"
+    resources = {r for rule in server_rules(off) for r in rule["resources"]}
+    assert not resources & {"policyreports", "leases"}
+
+
+def test_prometheus_rule_alerts_on_undrainable_nodes_and_aborts(controlplane: ControlPlane):
+    assert "PrometheusRule" not in kinds(render(controlplane))
+    rule = one(render(controlplane, "prometheusRule.enabled=true"), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    blocked = alerts["MigrationGuardNodeDrainBlocked"]
+    assert blocked["expr"] == "max by (node) (migration_guard_node_drain_blockers) > 0"
+    assert blocked["for"] == "15m"
+    assert "{{ $labels.node }}" in blocked["annotations"]["summary"]
+    aborted = alerts["MigrationGuardMigrationAborted"]
+    assert 'migration_guard_enforcer_aborts_total{dry_run="false"}' in aborted["expr"]
+    no_enforcer = render(controlplane, "prometheusRule.enabled=true", "enforcer.enabled=false")
+    groups = one(no_enforcer, "PrometheusRule")["spec"]["groups"]
+    assert [r["alert"] for g in groups for r in g["rules"]] == ["MigrationGuardNodeDrainBlocked"]
 
 
 def test_default_policy_env(controlplane: ControlPlane):

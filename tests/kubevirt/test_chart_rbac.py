@@ -322,6 +322,8 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
         "--ca-validity", "1h",
         # a repeated Event is written again (patched) within the test
         "--event-interval", "1s",
+        # PolicyReports (the chart's default): written, updated and deleted within the test
+        "--policy-reports", "--migratability-interval", "1s",
     ]  # fmt: skip
     enforcer_args = [
         MG, "enforcer", "--kubeconfig", str(kubeconfig), "--bind", f"127.0.0.1:{enforcer_port}",
@@ -406,6 +408,18 @@ def recorded(kubevirt_cluster: KubeVirtCluster, tmp_path_factory) -> Recorded:
                 return "migration-guard.io/abort" in (vm["metadata"].get("annotations") or {})
 
             wait_for(enforcer_aborted, 60, "the enforcer to abort the stalled migration")
+            # a namespace whose one VM goes: its PolicyReport is written, then deleted
+            lone_ns = f"lone-{tag}"
+            kubectl_ok(controlplane, "create", "namespace", lone_ns)
+            kubevirt_cluster.start_vm(harvester_vm(lone_ns, "lone"))
+
+            def report_in(ns: str) -> bool:
+                got = controlplane.kubectl("get", "policyreport", "migration-guard", "-n", ns)
+                return got.returncode == 0
+
+            wait_for(lambda: report_in(lone_ns), 30, "the lone VM's PolicyReport")
+            kubectl_ok(controlplane, "delete", "vm", "lone", "-n", lone_ns, "--wait=false")
+            wait_for(lambda: not report_in(lone_ns), 60, "the PolicyReport to go with the VM")
             wait_for(
                 lambda: re.search(r'"PUT /api/v1/namespaces/\S+/secrets/', webhook_log.read_text()),
                 30, "a certificate renewal (Secret update)",
@@ -446,6 +460,9 @@ def test_the_servers_made_every_kind_of_call(recorded: Recorded):
         ("update", "secrets"),
         ("update", "validatingwebhookconfigurations"),
         ("patch", "apiservices"),
+        ("create", "policyreports"),
+        ("update", "policyreports"),
+        ("delete", "policyreports"),
     ]:
         assert expected in seen, f"{expected} not recorded; seen {sorted(seen)}"
 

@@ -45,6 +45,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-enforcer" (include "migration-guard.fullname" .) }}
 {{- end }}
 
+{{- /* The Lease of the replica that writes the PolicyReports (MIGRATION_GUARD_SERVICE_NAME-policy-reports). */ -}}
+{{- define "migration-guard.reportsLeaseName" -}}
+{{- printf "%s-policy-reports" (include "migration-guard.fullname" .) }}
+{{- end }}
+
 {{- define "migration-guard.selfGenerated" -}}
 {{- if eq .Values.certificates.source "selfGenerated" }}true{{ end }}
 {{- end }}
