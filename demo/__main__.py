@@ -64,6 +64,8 @@ def instructions(demo: environment.Demo) -> str:
             f"  kubectl get --raw {aggregated.PREFIX}/namespaces/default/virtualmachines/clean-vm/migrationtargets",
             "",
             f"The same rules offline: {environment.MIGRATION_GUARD} check --kubeconfig $KUBECONFIG --vm default/big-vm",
+            f"Can a node go into maintenance: {environment.MIGRATION_GUARD} drain-plan harvester-node-0 --kubeconfig $KUBECONFIG",
+            "Every VM's migratability: kubectl get policyreports -A",
             f"Logs: {demo.workdir}/webhook.log, {demo.workdir}/enforcer.log,"
             f" {demo.plane.workdir}/virt-controller.log (and the other components')",
             "",

@@ -196,6 +196,23 @@ def run(demo: Demo) -> int:
         and raw.returncode == 0
         and json.loads(raw.stdout).get("eligibleNodes") == ["harvester-node-0"]
     )
+    _show("Can harvester-node-0 go into maintenance? Its drain plan")
+    print(f"$ migration-guard drain-plan harvester-node-0 --kubeconfig {demo.kubeconfig}")
+    plan = subprocess.run(
+        [str(environment.MIGRATION_GUARD), "drain-plan", "harvester-node-0", "--kubeconfig",
+         str(demo.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    print((plan.stdout + plan.stderr).rstrip(), flush=True)
+    ok = ok and plan.returncode == 1 and "holds-drain" in plan.stdout
+    _show("Every VM's migratability, where Kyverno's users look")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # written within a round of the migratability gauges
+        reports = demo.plane.kubectl("get", "policyreports", "-n", VM_NS, "-o", "name")
+        if reports.stdout.strip():
+            break
+        time.sleep(1)
+    ok = ok and _kubectl(demo, "get", "policyreports", "-A") == 0
     _show("The last migration of clean-vm, as the UI shows it")
     status = _curl(demo, "GET", f"/v1/namespaces/{VM_NS}/virtualmachines/clean-vm/migration")
     ok = ok and bool(status)

@@ -135,3 +135,15 @@ def test_tour_reaches_the_extension_through_kube_apiserver_as_alice(tour):
     assert "- CDROMVolume [spec.domain.devices.disks[1]]: CD-ROM 'cdrom-0'" in section
     assert "/apis/subresources.migration-guard.io/v1/namespaces/default/virtualmachines" in section
     assert '"eligibleNodes":["harvester-node-0"]' in section.replace(" ", "").replace("\n", "")
+
+
+def test_tour_shows_a_drain_plan_and_the_policy_reports(tour):
+    out = tour[0].stdout
+    plan = out.split("## Can harvester-node-0 go into maintenance?")[1].split("## Every VM")[0]
+    assert "Node:    harvester-node-0" in plan
+    assert "default/cdrom-vm" in plan and "holds-drain" in plan and "CDROMVolume" in plan
+    reports = out.split("## Every VM's migratability")[1].split("## The last migration")[0]
+    assert "$ kubectl get policyreports -A" in reports
+    row = next(line for line in reports.splitlines() if line.startswith("default "))
+    assert row.split()[1] == "migration-guard"  # NAMESPACE NAME PASS FAIL WARN ERROR SKIP AGE
+    assert int(row.split()[3]) >= 5  # the VMs with blockers fail
