@@ -39,15 +39,17 @@ def nodes(controlplane: ControlPlane):
         controlplane.kubectl("delete", "node", name, "--wait=false")
 
 
-def messy_vm(plane: ControlPlane, hook: WebhookProcess, namespace: str, labels=None) -> None:
-    """A VM with a CD-ROM and a GPU on node-1, in a namespace the webhook is called for."""
+def messy_vm(
+    plane: ControlPlane, hook: WebhookProcess, namespace: str, labels=None, node: str = N1
+) -> None:
+    """A VM with a CD-ROM and a GPU on `node`, in a namespace the webhook is called for."""
     hook.label_namespace(plane, namespace)
     create(plane, o.nad(namespace))
     vm = o.vm(namespace, "messy", cdrom=True, pci=True)
     vm["metadata"]["labels"] = {**vm["metadata"].get("labels", {}), **(labels or {})}
     create(plane, vm)
-    create(plane, o.vmi(namespace, "messy", N1, cdrom=True, pci=True))
-    create(plane, o.launcher_pod(namespace, "messy", N1))
+    create(plane, o.vmi(namespace, "messy", node, cdrom=True, pci=True))
+    create(plane, o.launcher_pod(namespace, "messy", node))
 
 
 def warnings(result: subprocess.CompletedProcess) -> list[str]:
@@ -224,50 +226,58 @@ def test_the_extension_offers_what_the_webhook_admits_under_the_same_policy(
 
 
 def test_every_vms_migratability_is_a_gauge_kept_current(controlplane, nodes, namespace):
-    with running_webhook(controlplane, "--migratability-interval", "1s") as hook:
-        messy_vm(controlplane, hook, namespace)
-        kubectl_ok(
-            controlplane, "patch", "vmi", "messy", "-n", namespace, "--type=merge",
-            "-p", json.dumps({"spec": {"evictionStrategy": "LiveMigrate"}}),
-        )  # fmt: skip
-        create(controlplane, o.vmi(namespace, "clean", N1))
-        labels = {"namespace": namespace, "node": N1}
-
-        def gauges() -> tuple[float | None, float | None, float | None]:
-            text = metrics(hook)
-            return (
-                sample(
-                    text, "migration_guard_vm_migratable", vm="messy",
-                    blockers="CDROMVolume,PCIDevicePassthrough", **labels,
-                ),
-                sample(text, "migration_guard_vm_migratable", vm="clean", blockers="", **labels),
-                sample(text, "migration_guard_node_drain_blockers", node=N1),
+    own = f"pol-{TAG}-gauges"  # a node of this test alone: the node gauge counts all its VMs
+    create(controlplane, o.node(own))
+    try:
+        with running_webhook(controlplane, "--migratability-interval", "1s") as hook:
+            messy_vm(controlplane, hook, namespace, node=own)
+            kubectl_ok(
+                controlplane, "patch", "vmi", "messy", "-n", namespace, "--type=merge",
+                "-p", json.dumps({"spec": {"evictionStrategy": "LiveMigrate"}}),
             )  # fmt: skip
+            create(controlplane, o.vmi(namespace, "clean", own))
+            labels = {"namespace": namespace, "node": own}
 
-        deadline = time.monotonic() + 15
-        while gauges() != (0.0, 1.0, 1.0) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert gauges() == (0.0, 1.0, 1.0)
+            def gauges() -> tuple[float | None, float | None, float | None]:
+                text = metrics(hook)
+                return (
+                    sample(
+                        text, "migration_guard_vm_migratable", vm="messy",
+                        blockers="CDROMVolume,PCIDevicePassthrough", **labels,
+                    ),
+                    sample(text, "migration_guard_vm_migratable", vm="clean", blockers="", **labels),
+                    sample(text, "migration_guard_node_drain_blockers", node=own),
+                )  # fmt: skip
 
-        # the CD-ROM and the GPU gone: the next round says the VM can move
-        vmi = json.loads(
-            kubectl_ok(controlplane, "get", "vmi", "messy", "-n", namespace, "-o", "json")
-        )
-        vmi["spec"] = o.vmi(namespace, "messy", N1)["spec"] | {"evictionStrategy": "LiveMigrate"}
-        kubectl_ok(controlplane, "replace", "-f", "-", input=json.dumps(vmi))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            text = metrics(hook)
-            if (
+            deadline = time.monotonic() + 15
+            while gauges() != (0.0, 1.0, 1.0) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert gauges() == (0.0, 1.0, 1.0)
+
+            # the CD-ROM and the GPU gone: the next round says the VM can move
+            vmi = json.loads(
+                kubectl_ok(controlplane, "get", "vmi", "messy", "-n", namespace, "-o", "json")
+            )
+            vmi["spec"] = o.vmi(namespace, "messy", own)["spec"] | {
+                "evictionStrategy": "LiveMigrate"
+            }
+            kubectl_ok(controlplane, "replace", "-f", "-", input=json.dumps(vmi))
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                text = metrics(hook)
+                if (
+                    sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels)
+                    == 1.0
+                ):
+                    break
+                time.sleep(0.5)
+            assert (
                 sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels)
                 == 1.0
-            ):
-                break
-            time.sleep(0.5)
-        assert (
-            sample(text, "migration_guard_vm_migratable", vm="messy", blockers="", **labels) == 1.0
-        )
-        assert sample(text, "migration_guard_node_drain_blockers", node=N1) == 0.0
+            )
+            assert sample(text, "migration_guard_node_drain_blockers", node=own) == 0.0
+    finally:
+        controlplane.kubectl("delete", "node", own, "--wait=false")
 
 
 def test_policy_reports_show_every_vm_and_follow_changes(controlplane, nodes, namespace):
