@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from webhook.rules.engine import evaluate_migration
 from webhook.rules.filters.resources import PODS, Resources
+from webhook.rules.kubevirt_limits import kubevirt_configuration
 from webhook.rules.model import Problem, Report, TimeoutSettings
 from webhook.rules.policy import ALL_DENY, Policy
 from webhook.rules.scoring import best_nodes, node_score
@@ -93,14 +94,6 @@ class DrainPlan:
             "parallelOutboundMigrationsPerNode": self.parallel_per_node,
             "vms": [p.to_dict() for p in self.vms],
         }
-
-
-def _kubevirt_configuration(kubevirts: list[dict]) -> dict:
-    for kv in sorted(kubevirts, key=lambda k: (k.get("metadata") or {}).get("name", "")):
-        config = ((kv.get("spec") or {}).get("configuration")) or {}
-        if isinstance(config, dict):
-            return config
-    return {}
 
 
 def eviction_strategy(vmi: dict, cluster_configuration: dict) -> str:
@@ -178,8 +171,8 @@ def migratability(
 
 
 def cluster_configuration(state: ClusterState) -> dict:
-    """The KubeVirt CR's `spec.configuration` (eviction strategy, migrations), or {}."""
-    return _kubevirt_configuration(state.kubevirts())
+    """The deployed KubeVirt CR's `spec.configuration` (eviction strategy, migrations), or {}."""
+    return kubevirt_configuration(state.kubevirts())
 
 
 def drain_plan(
@@ -190,7 +183,7 @@ def drain_plan(
     settings: TimeoutSettings = TimeoutSettings(),  # noqa: B008 (frozen, shared on purpose)
 ) -> DrainPlan:
     """The plan for draining `node` on the cluster `state` describes."""
-    config = _kubevirt_configuration(state.kubevirts())
+    config = cluster_configuration(state)
     per_cluster, per_node = _parallelism(config)
     wave_size = min(per_cluster, per_node)
     placed: dict[str, Resources] = {}  # node -> what the plan's migrations add to it

@@ -131,9 +131,8 @@ def _cluster(
     return ClusterConfig(config, kubevirt, from_cr, notes, unchanged)
 
 
-def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
-    """KubeVirt's defaults overlaid with the KubeVirt CR's `spec.configuration.migrations`."""
-    notes: list[str] = []
+def _deployed(kubevirts: list[dict]) -> list[dict]:
+    """The CRs KubeVirt reads, sorted: not being deleted, deployed (the last one is read)."""
     live = []
     for kv in kubevirts:
         meta = kv.get("metadata") if isinstance(kv.get("metadata"), dict) else {}
@@ -141,16 +140,28 @@ def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
         if meta.get("deletionTimestamp") or not status.get("phase"):
             continue  # KubeVirt ignores a CR being deleted or not deployed yet
         live.append(kv)
+    return sorted(live, key=_ref)
+
+
+def kubevirt_configuration(kubevirts: list[dict]) -> dict:
+    """`spec.configuration` of the KubeVirt CR KubeVirt reads, or {} (no deployed CR)."""
+    live = _deployed(kubevirts)
+    spec = live[-1].get("spec") if live and isinstance(live[-1].get("spec"), dict) else {}
+    configuration = spec.get("configuration")
+    return configuration if isinstance(configuration, dict) else {}
+
+
+def cluster_config(kubevirts: list[dict]) -> ClusterConfig:
+    """KubeVirt's defaults overlaid with the KubeVirt CR's `spec.configuration.migrations`."""
+    notes: list[str] = []
+    live = _deployed(kubevirts)
     if not live:
         return _cluster(MigrationConfig(), None, False, ())
-    live.sort(key=_ref)
     if len(live) > 1:
         names = ", ".join(_ref(k) for k in live)
         notes.append(f"several KubeVirt CRs are deployed ({names}): {_ref(live[-1])} is read")
-    kv = live[-1]
-    ref = _ref(kv)
-    spec = kv.get("spec") if isinstance(kv.get("spec"), dict) else {}
-    configuration = spec.get("configuration") if isinstance(spec.get("configuration"), dict) else {}
+    ref = _ref(live[-1])
+    configuration = kubevirt_configuration(live)
     where = f"KubeVirt {ref}: spec.configuration.migrations"
     config, set_any = _overlay(
         MigrationConfig(), configuration.get("migrations"), _FIELDS, where, notes
