@@ -70,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
 
         log("real server stack (kube-apiserver, gunicorn, TLS) ...")
         figures += bench_live(selected, args.quick, log)
+    if "virtapi" in selected:
+        from bench.virtapi import bench_virtapi
 
-    write_results(figures, args.output)
+        log("beside KubeVirt's virt-api (kube-apiserver, virt-api, gunicorn, TLS) ...")
+        figures += bench_virtapi(args.quick, log)
+    if "startup" in selected:
+        from bench.startup import bench_startup
+
+        log("start-up at scale (kube-apiserver filled, then the webhook started) ...")
+        figures += bench_startup(args.quick, log)
+
+    write_results(figures, args.output, keep_others_of=set(PREFIXES) - selected)
     print(f"machine: {machine()}")
     print(format_table(figures))
     missed = [f.name for f in figures if f.within_budget is False]

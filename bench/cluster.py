@@ -35,16 +35,19 @@ from tests.harness.registration import local_webhook_configuration
 REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_CONFIG = "migration-guard-bench"
 SERVER_NAMESPACE = "migration-guard"
-VMI_PATH = f"/apis/kubevirt.io/v1/namespaces/{o.NAMESPACE}/virtualmachineinstances"
+
+
+def vmi_path(namespace: str) -> str:
+    return f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances"
 
 
 class Api:
     """Thread-safe bulk writer: one keep-alive session per thread."""
 
-    def __init__(self, plane: ControlPlane, threads: int = 12) -> None:
+    def __init__(self, plane: ControlPlane, threads: int = 12, user: str = "admin") -> None:
         self.base = plane.url
         self.headers = {
-            "Authorization": f"Bearer {plane.token('admin')}",
+            "Authorization": f"Bearer {plane.token(user)}",
             "Content-Type": "application/json",
         }
         self.verify = str(plane.ca_file)
@@ -101,10 +104,11 @@ def create_nodes(api: Api, start: int, stop: int) -> float:
 
 def _create_vmi(api: Api, vmi: dict) -> None:
     body = {k: v for k, v in vmi.items() if k != "status"}
-    api.request("POST", VMI_PATH, body)
+    path = vmi_path(vmi["metadata"]["namespace"])
+    api.request("POST", path, body)
     api.request(
         "PATCH",
-        f"{VMI_PATH}/{vmi['metadata']['name']}",  # the VMI CRD has no status subresource
+        f"{path}/{vmi['metadata']['name']}",  # the VMI CRD has no status subresource
         {"status": vmi["status"]},
         "application/merge-patch+json",
     )
@@ -129,6 +133,8 @@ class BenchServer:
     ca_file: Path
     log: Path
     token: str
+    started: float = 0.0  # time.perf_counter() when the process was started
+    ready_seconds: float = 0.0  # from start to the first /readyz 200
 
     @property
     def url(self) -> str:
@@ -158,8 +164,18 @@ class BenchServer:
 
 
 @contextlib.contextmanager
-def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
-    """The bench server registered as the VMIM webhook; stopped and unregistered at the end."""
+def running_server(
+    plane: ControlPlane,
+    api: Api,
+    namespace_labels: dict[str, str] | None = None,
+    ready_timeout: float = 180,
+    poll: float = 0.5,
+) -> Iterator[BenchServer]:
+    """The bench server registered as the VMIM webhook; stopped and unregistered at the end.
+
+    `namespace_labels` limits the webhook to namespaces with those labels (kube-apiserver calls
+    it for no other). `ready_seconds` is measured from the process start to the first /readyz
+    200, polled every `poll` seconds."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mg-bench-"))
     api.request(
@@ -170,7 +186,7 @@ def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
     api.request(
         "POST",
         "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-        local_webhook_configuration(WEBHOOK_CONFIG, port),
+        local_webhook_configuration(WEBHOOK_CONFIG, port, namespace_labels),
     )
     log = workdir / "server.log"
     args = [
@@ -184,12 +200,14 @@ def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
         "--log-level", "warning",
     ]  # fmt: skip
     with open(log, "wb") as out:
+        started = time.perf_counter()
         proc = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
         )
-    server = BenchServer(proc, port, workdir / "ca.crt", log, plane.token("admin"))
+    server = BenchServer(proc, port, workdir / "ca.crt", log, plane.token("admin"), started)
     try:
-        _wait_ready(server, api, timeout=180)
+        _wait_ready(server, api, timeout=ready_timeout, poll=poll)
+        server.ready_seconds = time.perf_counter() - started
         yield server
     finally:
         stop_process(proc, timeout=15)
@@ -200,19 +218,21 @@ def running_server(plane: ControlPlane, api: Api) -> Iterator[BenchServer]:
             )
 
 
-def _wait_ready(server: BenchServer, api: Api, timeout: float) -> None:
+def _wait_ready(server: BenchServer, api: Api, timeout: float, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"bench server exited:\n{server.log.read_text()[-3000:]}")
-        config = api.request(
-            "GET",
-            f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{WEBHOOK_CONFIG}",
-        )
-        bundle = config["webhooks"][0]["clientConfig"].get("caBundle")
-        if bundle:
-            server.ca_file.write_bytes(base64.b64decode(bundle))
+        if not server.ca_file.exists():
+            config = api.request(
+                "GET",
+                f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{WEBHOOK_CONFIG}",
+            )
+            bundle = config["webhooks"][0]["clientConfig"].get("caBundle")
+            if bundle:
+                server.ca_file.write_bytes(base64.b64decode(bundle))
+        if server.ca_file.exists():
             try:
                 status, body = server.get_json("/readyz")
                 if status == 200:
@@ -220,7 +240,7 @@ def _wait_ready(server: BenchServer, api: Api, timeout: float) -> None:
                 last = json.dumps(body)[:300]
             except OSError as e:
                 last = str(e)
-        time.sleep(0.5)
+        time.sleep(poll)
     raise RuntimeError(f"bench server not ready in {timeout:.0f}s ({last})")
 
 

@@ -50,3 +50,15 @@ def isolated(server_pid: int, log=print) -> Iterator[bool]:
         yield True
     finally:
         _pin(_tree(os.getpid()), set(cpus))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by each of `pids` and its descendants (threads
+    included: /proc/<pid>/stat counts every thread of the process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in {p for root in pids for p in _tree(root)}:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / tick

@@ -70,17 +70,23 @@ def _http_lookup(server: c.BenchServer, nodes: int, runs: int) -> list[Figure]:
     ]
 
 
-def _kubectl_creates(plane: ControlPlane, manifest: Path, count: int, denied: bool) -> list[float]:
-    times = []
-    for _ in range(count):
-        started = time.perf_counter()
+def _kubectl_create(plane: ControlPlane, manifest: Path | str, denied: bool) -> float:
+    """Milliseconds of one `kubectl create -f` of a manifest file, or of JSON on stdin."""
+    started = time.perf_counter()
+    if isinstance(manifest, Path):
         result = plane.kubectl("create", "-f", str(manifest))
-        times.append((time.perf_counter() - started) * 1e3)
-        if denied:
-            assert result.returncode != 0 and "denied the request" in result.stderr, result
-        else:
-            assert result.returncode == 0, result.stderr
-    return times
+    else:
+        result = plane.kubectl("create", "-f", "-", input=manifest)
+    took = (time.perf_counter() - started) * 1e3
+    if denied:
+        assert result.returncode != 0 and "denied the request" in result.stderr, result
+    else:
+        assert result.returncode == 0, result.stderr
+    return took
+
+
+def _kubectl_creates(plane: ControlPlane, manifest: Path, count: int, denied: bool) -> list[float]:
+    return [_kubectl_create(plane, manifest, denied) for _ in range(count)]
 
 
 def _kubectl_figures(prefix: str, times: list[float], baseline: str | None) -> list[Figure]:

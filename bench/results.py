@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PREFIXES = ("admission", "lookup", "enforcer", "memory", "kubectl", "drain")
+PREFIXES = ("admission", "lookup", "enforcer", "memory", "kubectl", "drain", "virtapi", "startup")
 BETTER = ("lower", "higher")
 
 
@@ -49,9 +49,24 @@ class Figure:
         return out
 
 
-def write_results(figures: Iterable[Figure], path: Path) -> list[dict]:
-    """Write the figures as a JSON list (the issue's format) and return what was written."""
+def write_results(
+    figures: Iterable[Figure], path: Path, keep_others_of: Iterable[str] = ()
+) -> list[dict]:
+    """Write the figures as a JSON list (the issue's format) and return what was written.
+
+    `keep_others_of`: the benchmarks not run this time (prefixes); their figures already in
+    `path` are kept, first, so `--only` runs add to the file instead of emptying it.
+    """
     data = [f.to_json() for f in figures]
+    keep = tuple(p + "." for p in keep_others_of)
+    if keep and path.exists():
+        try:
+            old = json.loads(path.read_text())
+            check_results(old)
+        except ValueError:
+            old = []
+        new = {entry["name"] for entry in data}
+        data = [e for e in old if e["name"].startswith(keep) and e["name"] not in new] + data
     check_results(data)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return data
