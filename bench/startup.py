@@ -1,0 +1,342 @@
+"""Start-up at scale: from process start to ready (first full sync, /readyz 200) with 5,000 nodes,
+20,000 VMIs and 100,000 pods served by the real kube-apiserver.
+
+The objects are made first, in bulk: one object of each shape (a node, a VMI, a launcher pod, a
+workload pod) is created through the API and read back, and the others are written straight
+into etcd the way kube-apiserver stores them (JSON: `--storage-media-type=application/json`),
+with the defaults the server added to their template, a uid and a creation time. kube-apiserver
+sees them through its etcd watch and serves them like any other (creating 125,000 objects
+through the API takes 10 minutes here: about 250 pods and 130 VMIs a second; through etcd's txn
+gateway, 128 per transaction, about a minute). Nodes carry their status and no taint
+(TaintNodesByCondition is off: no node lifecycle controller runs here to lift its not-ready
+taint); VMIs are Running with their status; pods are bound to their nodes and Pending, as
+kube-apiserver stores a new pod (pending pods count on their node as running ones do). How long
+that takes is a figure; it is bounded by `CREATE_TIMEOUT_S`.
+
+Then `migration-guard webhook` (the benchmark's server, the real stack) is started `RUNS` times,
+each time from a new process, and timed from `Popen` to the first /readyz 200 (polled every
+50 ms); the gunicorn worker's RSS is read at that moment. Between runs, `profile_fill` lists the
+same objects in process, one kind after another, the way the informers do, timing each step of
+the informer's list path on its own (fetching the pages, decoding them, slimming, storing with
+the indexes, the GC freeze), and prints a cProfile of the whole fill: where start-up goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import cProfile
+import gc
+import io
+import json
+import os
+import pstats
+import re
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from bench import cluster as c
+from bench import objects as o
+from bench.results import Figure
+from tests.harness.controlplane import ControlPlane, running_controlplane
+
+SIZES = {"nodes": 5000, "vmis": 20_000, "pods": 100_000}
+QUICK_SIZES = {"nodes": 1000, "vmis": 4000, "pods": 20_000}
+RUNS = 2
+CREATE_TIMEOUT_S = 900.0
+# objects written straight to etcd are stored as JSON, as CRs always are; and a new node keeps
+# the taints it was created with (no node lifecycle controller runs to lift the not-ready one)
+APISERVER_ARGS = (
+    "--storage-media-type=application/json",
+    "--disable-admission-plugins=TaintNodesByCondition",
+)
+
+
+class Etcd:
+    """Puts objects straight into the control plane's etcd (its v3 JSON gateway), 128 per txn."""
+
+    def __init__(self, plane: ControlPlane, threads: int = 4) -> None:
+        flag = "--listen-client-urls="
+        url = next(a for a in plane.processes[0].args if a.startswith(flag))[len(flag) :]
+        self.url = url.split(",")[0].rstrip("/")
+        self.threads = threads
+
+    def put_all(self, items: Iterable[tuple[str, bytes]], batch: int = 128) -> None:
+        local = threading.local()
+
+        def put(chunk: list[tuple[str, bytes]]) -> None:
+            s = getattr(local, "session", None) or requests.Session()
+            local.session = s
+            ops = [
+                {"requestPut": {"key": _b64(key.encode()), "value": _b64(value)}}
+                for key, value in chunk
+            ]
+            resp = s.post(f"{self.url}/v3/kv/txn", json={"success": ops}, timeout=60)
+            if resp.status_code != 200:
+                raise RuntimeError(f"etcd txn: {resp.status_code} {resp.text[:300]}")
+
+        chunks, chunk = [], []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == batch:
+                chunks.append(chunk)
+                chunk = []
+        if chunk:
+            chunks.append(chunk)
+        with ThreadPoolExecutor(self.threads) as pool:
+            for _ in pool.map(put, chunks):
+                pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _with_defaults(generated: Any, served: Any) -> Any:
+    """`generated` with what kube-apiserver added to the same object when it was created through
+    the API (`served`): its defaults, the containers' and the pod's."""
+    if isinstance(generated, dict) and isinstance(served, dict):
+        out = dict(generated)
+        for k, v in served.items():
+            out[k] = _with_defaults(generated[k], v) if k in generated else v
+        return out
+    if isinstance(generated, list) and isinstance(served, list) and len(generated) == len(served):
+        return [_with_defaults(g, v) for g, v in zip(generated, served, strict=True)]
+    return generated
+
+
+class Kind:
+    """One kind to fill: how to make object i, where the API keeps it, and the etcd key."""
+
+    def __init__(self, name: str, path: str, key: str, make: Callable[[int], dict]) -> None:
+        self.name, self.path, self.key, self.make = name, path, key, make
+        self.template: dict = {}
+
+    def learn(self, api: c.Api, i: int) -> None:
+        """Create object i through the API and remember what the server added (its defaults)."""
+        obj = self.make(i)
+        api.request("POST", self.path, obj)
+        served = api.request("GET", f"{self.path}/{obj['metadata']['name']}")
+        served["metadata"] = {}  # our own metadata (name, labels, managedFields) is kept
+        self.template = served
+
+    def stored(self, i: int, now: str) -> tuple[str, bytes]:
+        obj = _with_defaults(self.make(i), self.template)
+        if "status" in self.template and self.name == "pods":
+            obj["status"] = self.template["status"]  # a new pod is Pending, whatever was sent
+        meta = obj["metadata"]
+        meta.pop("resourceVersion", None)  # etcd's revision is the resourceVersion
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now
+        if self.name == "vmis":
+            meta["generation"] = 1
+        name = meta["name"]
+        key = (
+            f"{self.key}/{meta['namespace']}/{name}"
+            if "namespace" in meta
+            else f"{self.key}/{name}"
+        )
+        return key, json.dumps(obj, separators=(",", ":")).encode()
+
+
+def fill(plane: ControlPlane, sizes: dict[str, int], log) -> dict[str, float]:
+    """Create the objects: one of each kind through the API, the rest written to etcd as
+    kube-apiserver would store them (it stores JSON here: APISERVER_ARGS). Seconds per kind."""
+    api = c.Api(plane)
+    etcd = Etcd(plane)
+    nodes, vmis, pods = sizes["nodes"], sizes["vmis"], sizes["pods"]
+    api.request("POST", "/api/v1/namespaces", {"metadata": {"name": o.NAMESPACE}})
+    api.request("POST", f"/apis/kubevirt.io/v1/namespaces/{o.NAMESPACE}/virtualmachines", o.vm(0))
+    ns_pods = f"/api/v1/namespaces/{o.NAMESPACE}/pods"
+    kinds = [
+        Kind("nodes", "/api/v1/nodes", "/registry/minions", lambda i: o.node(i, api_shape=True)),
+        Kind(
+            "vmis",
+            c.vmi_path(o.NAMESPACE),
+            "/registry/kubevirt.io/virtualmachineinstances",
+            lambda i: o.vmi(i, nodes, api_shape=True),
+        ),
+        Kind("pods", ns_pods, "/registry/pods", lambda i: o.pod(i, nodes, vmis)),
+    ]
+    counts = {"nodes": nodes, "vmis": vmis, "pods": pods}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    deadline = time.monotonic() + CREATE_TIMEOUT_S
+    took: dict[str, float] = {}
+    for kind in kinds:
+        began = time.perf_counter()
+        kind.learn(api, 0)
+        app_pod = None
+        if kind.name == "pods" and pods > vmis:  # a workload pod is shaped otherwise
+            app_pod = Kind(kind.name, kind.path, kind.key, kind.make)
+            app_pod.learn(api, vmis)
+        count = counts[kind.name]
+
+        def stored(i: int, kind: Kind = kind, app_pod: Kind | None = app_pod) -> tuple[str, bytes]:
+            return (app_pod if app_pod is not None and i >= vmis else kind).stored(i, now)
+
+        skip = {0, vmis} if kind.name == "pods" else {0}
+        etcd.put_all(stored(i) for i in range(count) if i not in skip)
+        took[kind.name] = time.perf_counter() - began
+        log(f"  created {count} {kind.name} in {took[kind.name]:.1f} s")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"creating the objects took over {CREATE_TIMEOUT_S:.0f} s")
+    return took
+
+
+def _wait_served(plane: ControlPlane, sizes: dict[str, int], timeout: float = 120) -> float:
+    """Until kube-apiserver serves every object (its watch of etcd has caught up); seconds."""
+    api = c.Api(plane)
+    began = time.perf_counter()
+    for kind, path in (
+        ("nodes", "/api/v1/nodes"),
+        ("vmis", c.vmi_path(o.NAMESPACE)),
+        ("pods", f"/api/v1/namespaces/{o.NAMESPACE}/pods"),
+    ):
+        served = -1
+        while served < sizes[kind]:
+            page = api.request("GET", f"{path}?limit=1")
+            served = len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
+            if time.perf_counter() - began > timeout:
+                raise RuntimeError(f"{kind}: {served} served, {sizes[kind]} created")
+            time.sleep(0.2)
+    return time.perf_counter() - began
+
+
+# --------------------------------------------------------------------------- the profile
+_CONTINUE = re.compile(rb'"continue":"([^"]*)"')
+
+
+def _continue_token(page: bytes) -> str | None:
+    """The list's continue token, read without decoding the page (metadata comes first)."""
+    match = _CONTINUE.search(page, 0, 4096)
+    return match.group(1).decode() if match and match.group(1) else None
+
+
+def profile_fill(plane: ControlPlane, log, top: int = 25) -> dict[str, float]:
+    """List every kind in process as the informers do, one after another, each step timed on
+    its own; returns seconds per step and prints the cProfile of the whole fill."""
+    from webhook.cluster.informer import Informer
+    from webhook.cluster.resources import RESOURCES
+    from webhook.cluster.state import ClusterState, slim
+
+    api = plane.api_client()
+    state = ClusterState()
+    steps = {"fetch": 0.0, "decode": 0.0, "slim": 0.0, "store": 0.0, "freeze": 0.0}
+    profiler = cProfile.Profile()
+    for resource in RESOURCES.values():
+        informer = Informer(
+            state,
+            resource.kind,
+            resource.list_fn(api),
+            api_version=resource.api_version,
+            field_selector=resource.field_selector,
+            optional=resource.optional,
+        )
+        # the informer's list, step by step (webhook.cluster.informer.Informer._list)
+        pages: list[bytes] = []
+        token = None
+        began = time.perf_counter()
+        try:
+            while True:
+                kwargs = {"limit": informer.page_size, "_request_timeout": 60}
+                if token:
+                    kwargs["_continue"] = token
+                data = informer._call(**kwargs).data
+                pages.append(data)
+                token = _continue_token(data)
+                if not token:
+                    break
+        except Exception:  # an optional kind the API server does not serve
+            if not resource.optional:
+                raise
+        steps["fetch"] += time.perf_counter() - began
+        profiler.enable()
+        began = time.perf_counter()
+        bodies = [json.loads(p) for p in pages]
+        del pages
+        steps["decode"] += time.perf_counter() - began
+        began = time.perf_counter()
+        items = []
+        for body in bodies:
+            for item in body.get("items") or []:
+                item.setdefault("kind", resource.kind)
+                item.setdefault("apiVersion", resource.api_version)
+                items.append(slim(item))
+            body.clear()
+        del bodies
+        steps["slim"] += time.perf_counter() - began
+        began = time.perf_counter()
+        state.replace_all(resource.kind, items)
+        del items
+        steps["store"] += time.perf_counter() - began
+        began = time.perf_counter()
+        gc.collect()
+        gc.freeze()
+        steps["freeze"] += time.perf_counter() - began
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(top)
+    log("  cProfile of the fill (decode, slim, store, freeze; not the fetch), by own time:")
+    for line in out.getvalue().splitlines():
+        if line.strip() and not line.startswith(("   Ordered", "   List reduced")):
+            log("    " + line)
+    gc.unfreeze()
+    del state
+    gc.collect()
+    return steps
+
+
+def _median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def bench_startup(quick: bool, log) -> list[Figure]:
+    sizes = QUICK_SIZES if quick else SIZES
+    scale = float(os.environ.get("MG_BENCH_STARTUP_SCALE", "1"))  # smaller only to debug
+    sizes = {k: max(1, int(v * scale)) for k, v in sizes.items()}
+    tag = f"{sizes['nodes']}n_{sizes['vmis']}vmi_{sizes['pods']}pods"
+    figures: list[Figure] = []
+    with running_controlplane(apiserver_args=APISERVER_ARGS) as plane:
+        took = fill(plane, sizes, log)
+        took["served"] = _wait_served(plane, sizes)
+        figures += [Figure(f"startup.create.{k}_seconds", v, "s") for k, v in took.items()]
+        api = c.Api(plane)
+        ready, rss = [], []
+        steps: dict[str, float] = {}
+        for run in range(RUNS):
+            with c.running_server(plane, api, ready_timeout=600, poll=0.05) as server:
+                ready.append(server.ready_seconds)
+                rss.append(server.worker_rss_mb())
+                status, body = server.get_json("/readyz")
+                assert status == 200, body
+            log(f"  run {run + 1}: ready in {ready[-1]:.1f} s, worker RSS {rss[-1]:.0f} MB")
+            if run == 0:
+                steps = profile_fill(plane, log)
+                log(
+                    "  in-process fill, one kind after another: "
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
+                )
+    figures += [
+        Figure(f"startup.ready_seconds_{tag}", _median(ready), "s", budget=15.0),
+        Figure(f"startup.ready_seconds_{tag}.max", max(ready), "s"),
+        Figure(f"startup.rss_at_ready_{tag}", _median(rss), "MB", budget=400.0),
+    ]
+    total = sum(steps.values())
+    figures += [
+        Figure(
+            f"startup.fill_inprocess.{k}_seconds",
+            v,
+            "s",
+            baseline="startup.fill_inprocess.total_seconds",
+        )
+        for k, v in steps.items()
+    ]
+    figures.append(Figure("startup.fill_inprocess.total_seconds", total, "s"))
+    return figures
