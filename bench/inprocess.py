@@ -20,7 +20,9 @@ from bench.results import Figure
 from webhook.cluster.state import ClusterState, freeze_cached
 from webhook.rules.engine import evaluate_migration
 
-LOOKUP_SIZES = (100, 1000, 5000)
+LOOKUP_SIZES = (100, 500, 1000, 2000, 5000)
+# p99 budgets of an untargeted lookup in process (issue 8: 1,000 nodes; issue 18: 5,000 nodes)
+LOOKUP_P99_BUDGETS = {1000: 10.0, 5000: 30.0}
 LOOKUP_VMIS = 2000
 ENFORCER_MIGRATIONS = 10_000
 
@@ -75,7 +77,7 @@ def bench_lookup(quick: bool = False) -> list[Figure]:
                 f"lookup.inprocess.{nodes}.p99",
                 p99,
                 "ms",
-                budget=10.0 if nodes == 1000 else None,
+                budget=LOOKUP_P99_BUDGETS.get(nodes),
             ),
             Figure(
                 f"lookup.inprocess.{nodes}.per_node",
@@ -86,6 +88,16 @@ def bench_lookup(quick: bool = False) -> list[Figure]:
         ]
         del state
         gc.collect()
+    first, last = LOOKUP_SIZES[0], LOOKUP_SIZES[-1]
+    per_node = {f.name: f.value for f in figures if f.name.endswith(".per_node")}
+    figures.append(
+        Figure(
+            f"lookup.inprocess.per_node_growth_{first}_to_{last}",
+            per_node[f"lookup.inprocess.{last}.per_node"]
+            / per_node[f"lookup.inprocess.{first}.per_node"],
+            f"x {first} nodes",
+        )
+    )
     return figures
 
 

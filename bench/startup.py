@@ -35,8 +35,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -67,31 +67,42 @@ class Etcd:
         self.url = url.split(",")[0].rstrip("/")
         self.threads = threads
 
-    def put_all(self, items: Iterable[tuple[str, bytes]], batch: int = 128) -> None:
+    def put_all(self, items: Iterable[tuple[str, bytes]], max_ops: int = 128) -> None:
+        """Put every (key, value): transactions of at most `max_ops` puts and ~1 MB (etcd's
+        request limit is 1.5 MiB), a few in flight at once, made as they are sent."""
         local = threading.local()
 
         def put(chunk: list[tuple[str, bytes]]) -> None:
-            s = getattr(local, "session", None) or requests.Session()
-            local.session = s
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
             ops = [
                 {"requestPut": {"key": _b64(key.encode()), "value": _b64(value)}}
                 for key, value in chunk
             ]
-            resp = s.post(f"{self.url}/v3/kv/txn", json={"success": ops}, timeout=60)
+            resp = session.post(f"{self.url}/v3/kv/txn", json={"success": ops}, timeout=60)
             if resp.status_code != 200:
                 raise RuntimeError(f"etcd txn: {resp.status_code} {resp.text[:300]}")
 
-        chunks, chunk = [], []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == batch:
-                chunks.append(chunk)
-                chunk = []
-        if chunk:
-            chunks.append(chunk)
+        def chunks() -> Iterator[list[tuple[str, bytes]]]:
+            chunk: list[tuple[str, bytes]] = []
+            size = 0
+            for key, value in items:
+                if chunk and (len(chunk) == max_ops or size + len(value) > 700_000):
+                    yield chunk
+                    chunk, size = [], 0
+                chunk.append((key, value))
+                size += len(value)
+            if chunk:
+                yield chunk
+
         with ThreadPoolExecutor(self.threads) as pool:
-            for _ in pool.map(put, chunks):
-                pass
+            pending: list[Future] = []
+            for chunk in chunks():
+                pending.append(pool.submit(put, chunk))
+                if len(pending) >= 2 * self.threads:
+                    pending.pop(0).result()
+            for future in pending:
+                future.result()
 
 
 def _b64(data: bytes) -> str:
