@@ -170,12 +170,14 @@ def running_server(
     namespace_labels: dict[str, str] | None = None,
     ready_timeout: float = 180,
     poll: float = 0.5,
+    repo: Path = REPO,
 ) -> Iterator[BenchServer]:
     """The bench server registered as the VMIM webhook; stopped and unregistered at the end.
 
     `namespace_labels` limits the webhook to namespaces with those labels (kube-apiserver calls
     it for no other). `ready_seconds` is measured from the process start to the first /readyz
-    200, polled every `poll` seconds."""
+    200, polled every `poll` seconds. `repo`: the checkout whose code runs (another commit's
+    worktree, for a before/after in the same run)."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mg-bench-"))
     api.request(
@@ -202,7 +204,7 @@ def running_server(
     with open(log, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=repo, start_new_session=True
         )
     server = BenchServer(proc, port, workdir / "ca.crt", log, plane.token("admin"), started)
     try:

@@ -18,25 +18,27 @@ each time from a new process, and timed from `Popen` to the first /readyz 200 (p
 50 ms); the gunicorn worker's RSS is read at that moment. Between runs, `profile_fill` lists the
 same objects in process, one kind after another, the way the informers do, timing each step of
 the informer's list path on its own (fetching the pages, decoding them, slimming, storing with
-the indexes, the GC freeze), and prints a cProfile of the whole fill: where start-up goes.
+the indexes, the GC freeze): where start-up goes. With MG_BENCH_STARTUP_PAGES=<folder> the pages
+are saved there, for `python -m bench.profile fill --pages <folder>` (a profile of the same fill).
 """
 
 from __future__ import annotations
 
 import base64
-import cProfile
+import contextlib
 import gc
-import io
 import json
 import os
-import pstats
 import re
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -229,30 +231,25 @@ def _continue_token(page: bytes) -> str | None:
     return match.group(1).decode() if match and match.group(1) else None
 
 
-def profile_fill(plane: ControlPlane, log, top: int = 25) -> dict[str, float]:
-    """List every kind in process as the informers do, one after another, each step timed on
-    its own; returns seconds per step and prints the cProfile of the whole fill."""
+def fetch_pages(plane: ControlPlane) -> dict[str, list[bytes]]:
+    """Every kind the webhook lists, as the raw pages its informers get (same page size and
+    selectors); {} for an optional kind the API server does not serve."""
     from webhook.cluster.informer import Informer
     from webhook.cluster.resources import RESOURCES
-    from webhook.cluster.state import ClusterState, slim
+    from webhook.cluster.state import ClusterState
 
     api = plane.api_client()
-    state = ClusterState()
-    steps = {"fetch": 0.0, "decode": 0.0, "slim": 0.0, "store": 0.0, "freeze": 0.0}
-    profiler = cProfile.Profile()
+    out: dict[str, list[bytes]] = {}
     for resource in RESOURCES.values():
         informer = Informer(
-            state,
+            ClusterState(),
             resource.kind,
             resource.list_fn(api),
-            api_version=resource.api_version,
             field_selector=resource.field_selector,
             optional=resource.optional,
         )
-        # the informer's list, step by step (webhook.cluster.informer.Informer._list)
         pages: list[bytes] = []
         token = None
-        began = time.perf_counter()
         try:
             while True:
                 kwargs = {"limit": informer.page_size, "_request_timeout": 60}
@@ -266,79 +263,147 @@ def profile_fill(plane: ControlPlane, log, top: int = 25) -> dict[str, float]:
         except Exception:  # an optional kind the API server does not serve
             if not resource.optional:
                 raise
-        steps["fetch"] += time.perf_counter() - began
-        profiler.enable()
+        out[resource.kind] = pages
+    return out
+
+
+def save_pages(pages: dict[str, list[bytes]], folder: Path) -> None:
+    """One file per page, `<kind>-<n>.json`, for `python -m bench.profile fill --pages`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, kind_pages in pages.items():
+        for n, page in enumerate(kind_pages):
+            (folder / f"{kind}-{n:05d}.json").write_bytes(page)
+
+
+def load_pages(folder: Path) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for path in sorted(folder.glob("*-*.json")):
+        out.setdefault(path.stem.rsplit("-", 1)[0], []).append(path.read_bytes())
+    return out
+
+
+def fill_steps(pages: dict[str, list[bytes]], decode: Callable[[bytes], Any] = json.loads):
+    """Fill a ClusterState from the pages as the informers' list path does, one kind after
+    another, timing each step on its own: decoding, slimming, storing (facts and indexes: the
+    state's replace_all), freezing (gc.collect + gc.freeze). (seconds per step, the state)."""
+    from webhook.cluster.resources import RESOURCES
+    from webhook.cluster.state import ClusterState, slim
+
+    state = ClusterState()
+    steps = {"decode": 0.0, "slim": 0.0, "store": 0.0, "freeze": 0.0}
+    for kind, kind_pages in pages.items():
+        api_version = RESOURCES[kind].api_version
         began = time.perf_counter()
-        bodies = [json.loads(p) for p in pages]
-        del pages
+        bodies = [decode(p) for p in kind_pages]
         steps["decode"] += time.perf_counter() - began
         began = time.perf_counter()
         items = []
         for body in bodies:
             for item in body.get("items") or []:
-                item.setdefault("kind", resource.kind)
-                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", api_version)
                 items.append(slim(item))
             body.clear()
         del bodies
         steps["slim"] += time.perf_counter() - began
         began = time.perf_counter()
-        state.replace_all(resource.kind, items)
+        state.replace_all(kind, items)
         del items
         steps["store"] += time.perf_counter() - began
         began = time.perf_counter()
         gc.collect()
         gc.freeze()
         steps["freeze"] += time.perf_counter() - began
-        profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
-    stats.print_stats(top)
-    log("  cProfile of the fill (decode, slim, store, freeze; not the fetch), by own time:")
-    for line in out.getvalue().splitlines():
-        if line.strip() and not line.startswith(("   Ordered", "   List reduced")):
-            log("    " + line)
     gc.unfreeze()
-    del state
-    gc.collect()
-    return steps
+    return steps, state
 
 
 def _median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+@contextlib.contextmanager
+def _checkout(ref: str | None) -> Iterator[Path | None]:
+    """A detached worktree of `ref` (the code a before/after compares with), removed after."""
+    if not ref:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mg-bench-baseline-"))
+    git = ["git", "-C", str(c.REPO)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(folder), ref], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(folder)], check=False)
+
+
 def bench_startup(quick: bool, log) -> list[Figure]:
+    """Ready time and RSS of the real server at scale; with MG_BENCH_STARTUP_BASELINE=<git ref>
+    that commit's server is started too, alternating with this one, on the same objects."""
     sizes = QUICK_SIZES if quick else SIZES
     scale = float(os.environ.get("MG_BENCH_STARTUP_SCALE", "1"))  # smaller only to debug
     sizes = {k: max(1, int(v * scale)) for k, v in sizes.items()}
     tag = f"{sizes['nodes']}n_{sizes['vmis']}vmi_{sizes['pods']}pods"
     figures: list[Figure] = []
-    with running_controlplane(apiserver_args=APISERVER_ARGS) as plane:
+    baseline_ref = os.environ.get("MG_BENCH_STARTUP_BASELINE")
+    with (
+        _checkout(baseline_ref) as baseline,
+        running_controlplane(apiserver_args=APISERVER_ARGS) as plane,
+    ):
         took = fill(plane, sizes, log)
         took["served"] = _wait_served(plane, sizes)
         figures += [Figure(f"startup.create.{k}_seconds", v, "s") for k, v in took.items()]
         api = c.Api(plane)
-        ready, rss = [], []
+        sides = {"current": c.REPO, **({"baseline": baseline} if baseline else {})}
+        ready: dict[str, list[float]] = {side: [] for side in sides}
+        rss: dict[str, list[float]] = {side: [] for side in sides}
         steps: dict[str, float] = {}
         for run in range(RUNS):
-            with c.running_server(plane, api, ready_timeout=600, poll=0.05) as server:
-                ready.append(server.ready_seconds)
-                rss.append(server.worker_rss_mb())
-                status, body = server.get_json("/readyz")
-                assert status == 200, body
-            log(f"  run {run + 1}: ready in {ready[-1]:.1f} s, worker RSS {rss[-1]:.0f} MB")
-            if run == 0:
-                steps = profile_fill(plane, log)
+            for side, repo in sides.items():
+                with c.running_server(
+                    plane, api, ready_timeout=600, poll=0.05, repo=repo
+                ) as server:
+                    ready[side].append(server.ready_seconds)
+                    rss[side].append(server.worker_rss_mb())
+                log(
+                    f"  run {run + 1} ({side}): ready in {ready[side][-1]:.1f} s, "
+                    f"worker RSS {rss[side][-1]:.0f} MB"
+                )
+            if run == 0:  # between two runs: the in-process steps, on the same objects
+                began = time.perf_counter()
+                pages = fetch_pages(plane)
+                fetch = time.perf_counter() - began
+                folder = os.environ.get("MG_BENCH_STARTUP_PAGES")
+                if folder:
+                    save_pages(pages, Path(folder))
+                steps, state = fill_steps(pages)
+                steps = {"fetch": fetch, **steps}
+                del pages, state
+                gc.collect()
                 log(
                     "  in-process fill, one kind after another: "
                     + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
                 )
     figures += [
-        Figure(f"startup.ready_seconds_{tag}", _median(ready), "s", budget=15.0),
-        Figure(f"startup.ready_seconds_{tag}.max", max(ready), "s"),
-        Figure(f"startup.rss_at_ready_{tag}", _median(rss), "MB", budget=400.0),
+        Figure(f"startup.ready_seconds_{tag}", _median(ready["current"]), "s", budget=15.0),
+        Figure(f"startup.ready_seconds_{tag}.max", max(ready["current"]), "s"),
+        Figure(f"startup.rss_at_ready_{tag}", _median(rss["current"]), "MB", budget=400.0),
     ]
+    if baseline:
+        figures += [
+            Figure(
+                f"startup.baseline.ready_seconds_{tag}",
+                _median(ready["baseline"]),
+                "s",
+                baseline=f"startup.ready_seconds_{tag}",
+            ),
+            Figure(
+                f"startup.baseline.rss_at_ready_{tag}",
+                _median(rss["baseline"]),
+                "MB",
+                baseline=f"startup.rss_at_ready_{tag}",
+            ),
+        ]
     total = sum(steps.values())
     figures += [
         Figure(
