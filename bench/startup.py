@@ -15,11 +15,13 @@ that takes is a figure; it is bounded by `CREATE_TIMEOUT_S`.
 
 Then `migration-guard webhook` (the benchmark's server, the real stack) is started `RUNS` times,
 each time from a new process, and timed from `Popen` to the first /readyz 200 (polled every
-50 ms); the gunicorn worker's RSS is read at that moment. Between runs, `profile_fill` lists the
-same objects in process, one kind after another, the way the informers do, timing each step of
-the informer's list path on its own (fetching the pages, decoding them, slimming, storing with
-the indexes, the GC freeze): where start-up goes. With MG_BENCH_STARTUP_PAGES=<folder> the pages
-are saved there, for `python -m bench.profile fill --pages <folder>` (a profile of the same fill).
+250 ms: each poll is a new TLS connection the server answers while it lists); the gunicorn
+worker's RSS, and the CPU time the server, kube-apiserver and etcd used, are read at that
+moment. After the first run, `fetch_pages` and `fill_steps` list the same objects in process,
+one kind after another, the way the informers do, and time each step of the informer's list
+path on its own (fetching the pages, decoding them, slimming, storing with the indexes, the GC
+freeze): where start-up goes. With MG_BENCH_STARTUP_PAGES=<folder> the pages are saved there,
+for `python -m bench.profile fill --pages <folder>` (a profile of the same fill).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import requests
 
 from bench import cluster as c
 from bench import objects as o
+from bench.cpus import cpu_seconds
 from bench.results import Figure
 from tests.harness.controlplane import ControlPlane, running_controlplane
 
@@ -226,8 +229,9 @@ _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
 
 
 def _continue_token(page: bytes) -> str | None:
-    """The list's continue token, read without decoding the page (metadata comes first)."""
-    match = _CONTINUE.search(page, 0, 4096)
+    """The list's continue token, read without decoding the page: its metadata comes first
+    (built-in kinds) or last (custom resources, whose keys are sorted)."""
+    match = _CONTINUE.search(page, 0, 4096) or _CONTINUE.search(page, max(0, len(page) - 4096))
     return match.group(1).decode() if match and match.group(1) else None
 
 
@@ -282,19 +286,22 @@ def load_pages(folder: Path) -> dict[str, list[bytes]]:
     return out
 
 
-def fill_steps(pages: dict[str, list[bytes]], decode: Callable[[bytes], Any] = json.loads):
+def fill_steps(pages: dict[str, list[bytes]], decode: Callable[[str, bytes], Any] | None = None):
     """Fill a ClusterState from the pages as the informers' list path does, one kind after
-    another, timing each step on its own: decoding, slimming, storing (facts and indexes: the
+    another, timing each step on its own: decoding (as the informer decodes, unless `decode`
+    is given: `lambda kind, page: json.loads(page)`), slimming, storing (facts and indexes: the
     state's replace_all), freezing (gc.collect + gc.freeze). (seconds per step, the state)."""
+    from webhook.cluster.decode import decode_page
     from webhook.cluster.resources import RESOURCES
     from webhook.cluster.state import ClusterState, slim
 
+    decode = decode or decode_page
     state = ClusterState()
     steps = {"decode": 0.0, "slim": 0.0, "store": 0.0, "freeze": 0.0}
     for kind, kind_pages in pages.items():
         api_version = RESOURCES[kind].api_version
         began = time.perf_counter()
-        bodies = [decode(p) for p in kind_pages]
+        bodies = [decode(kind, p) for p in kind_pages]
         steps["decode"] += time.perf_counter() - began
         began = time.perf_counter()
         items = []
@@ -357,17 +364,26 @@ def bench_startup(quick: bool, log) -> list[Figure]:
         sides = {"current": c.REPO, **({"baseline": baseline} if baseline else {})}
         ready: dict[str, list[float]] = {side: [] for side in sides}
         rss: dict[str, list[float]] = {side: [] for side in sides}
+        # CPU seconds from start to ready: the server's processes, etcd, kube-apiserver
+        cpu: dict[str, list[list[float]]] = {side: [] for side in sides}
+        plane_pids = [p.pid for p in plane.processes]
         steps: dict[str, float] = {}
         for run in range(RUNS):
             for side, repo in sides.items():
+                before = [cpu_seconds([p]) for p in plane_pids]
                 with c.running_server(
-                    plane, api, ready_timeout=600, poll=0.05, repo=repo
+                    plane, api, ready_timeout=600, poll=0.25, repo=repo
                 ) as server:
                     ready[side].append(server.ready_seconds)
                     rss[side].append(server.worker_rss_mb())
+                    used = [cpu_seconds([server.proc.pid])] + [
+                        cpu_seconds([p]) - b for p, b in zip(plane_pids, before, strict=True)
+                    ]
+                cpu[side].append(used)
                 log(
                     f"  run {run + 1} ({side}): ready in {ready[side][-1]:.1f} s, "
-                    f"worker RSS {rss[side][-1]:.0f} MB"
+                    f"worker RSS {rss[side][-1]:.0f} MB; CPU until ready: server "
+                    f"{used[0]:.1f} s, kube-apiserver {used[2]:.1f} s, etcd {used[1]:.1f} s"
                 )
             if run == 0:  # between two runs: the in-process steps, on the same objects
                 began = time.perf_counter()
@@ -389,7 +405,24 @@ def bench_startup(quick: bool, log) -> list[Figure]:
         Figure(f"startup.ready_seconds_{tag}.max", max(ready["current"]), "s"),
         Figure(f"startup.rss_at_ready_{tag}", _median(rss["current"]), "MB", budget=400.0),
     ]
+    for i, who in enumerate(("server", "etcd", "apiserver")):
+        figures.append(
+            Figure(
+                f"startup.cpu_until_ready.{who}_seconds",
+                _median(run[i] for run in cpu["current"]),
+                "s CPU",
+                baseline=f"startup.ready_seconds_{tag}",
+            )
+        )
     if baseline:
+        figures.append(
+            Figure(
+                "startup.baseline.cpu_until_ready.server_seconds",
+                _median(run[0] for run in cpu["baseline"]),
+                "s CPU",
+                baseline="startup.cpu_until_ready.server_seconds",
+            )
+        )
         figures += [
             Figure(
                 f"startup.baseline.ready_seconds_{tag}",

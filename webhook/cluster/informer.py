@@ -2,7 +2,8 @@
 
 Why not `kubernetes.watch.Watch`: it turns core objects into model classes, and the rule engine
 reads plain dicts exactly as the API returns them. We call the official client's list functions
-with `_preload_content=False` and parse the JSON (one event per line) ourselves.
+with `_preload_content=False` and parse the JSON (one event per line) ourselves, keeping of
+Pods, Nodes and VMIs only what the state keeps (webhook/cluster/decode.py).
 
 Life cycle of an `Informer` (one daemon thread):
 1. list (paged), `state.replace_all(kind, items)`, `synced` becomes True;
@@ -22,16 +23,17 @@ e.g. `CoreV1Api(api).list_node` or `RESOURCES[VM].list_fn(api)` (webhook/cluster
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from webhook.cluster.decode import decode_event, decode_page
 from webhook.cluster.state import ClusterState, freeze_cached, slim
 from webhook.errors import InputError
 
@@ -170,16 +172,27 @@ class Informer:
     def _call(self, **kwargs: Any) -> Any:
         return self.list_fn(**self.selectors, **kwargs, _preload_content=False)
 
+    def _page(self, token: str | None) -> bytes:
+        kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": 60}
+        if token:
+            kwargs["_continue"] = token
+        return self._call(**kwargs).data
+
     def _list(self) -> None:
+        with ThreadPoolExecutor(1, thread_name_prefix=f"list-{self.kind}") as fetcher:
+            self._list_pages(fetcher)
+
+    def _list_pages(self, fetcher: ThreadPoolExecutor) -> None:
+        """The paged list. The next page is asked for as soon as this one's continue token is
+        read, so kube-apiserver encodes it while this page is slimmed and indexed."""
         items: list[dict] = []
         token: str | None = None
+        ahead: Future | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": 60}
-            if token:
-                kwargs["_continue"] = token
             try:
-                resp = self._call(**kwargs)
+                data = ahead.result() if ahead is not None else self._page(token)
             except ApiException as e:
+                ahead = None
                 if e.status == 410 and token:  # the continue token expired: start over
                     items, token = [], None
                     continue
@@ -187,7 +200,13 @@ class Informer:
                     self._listed_missing()
                     return
                 raise
-            body = json.loads(resp.data)
+            ahead = None
+            body = decode_page(self.kind, data)
+            del data
+            meta = body.get("metadata") or {}
+            token = meta.get("continue")
+            if token:
+                ahead = fetcher.submit(self._page, token)
             api_version = self.api_version or body.get("apiVersion")
             for item in body.get("items") or []:
                 # List items carry no kind/apiVersion; the state files objects by kind.
@@ -199,8 +218,6 @@ class Informer:
                 with contextlib.suppress(InputError):
                     item = slim(item)
                 items.append(item)
-            meta = body.get("metadata") or {}
-            token = meta.get("continue")
             if not token:
                 self.resource_version = meta.get("resourceVersion")
                 break
@@ -267,7 +284,7 @@ class Informer:
 
     def _handle(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
+            event = decode_event(self.kind, line)
             etype, obj = event["type"], event["object"]
         except (ValueError, KeyError, TypeError):
             raise _Relist(f"unreadable watch data {line[:80]!r}") from None

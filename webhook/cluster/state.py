@@ -123,7 +123,7 @@ def slim(obj: dict) -> Slim:
             k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
         }
     if kind == POD:
-        return _compact_top(_slim_pod(obj, meta, ctx))
+        return _slim_pod(obj, meta, ctx)
     if kind == NAMESPACE:  # policies select namespaces by label: nothing else is read
         kept = {k: meta[k] for k in ("name", "labels") if k in meta}
         return _compact_top({"apiVersion": "v1", "kind": NAMESPACE, "metadata": kept})
@@ -163,7 +163,39 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 4096
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable key equal for equal JSON values (types kept apart: 1, 1.0 and True differ)."""
+    if type(value) is dict:
+        return ("d", *sorted((k, _frozen(v)) for k, v in value.items()))
+    if type(value) is list:
+        return ("l", *(_frozen(v) for v in value))
+    return value if type(value) is str else (type(value).__name__, value)
+
+
+def _shared(value: Any) -> Any:
+    """One compacted copy of each equal small part of a pod (its containers' names and
+    resources, its phase, its overhead) for all the pods that have it: the pods of one
+    Deployment or one VM size differ in names and labels only. Parts are never modified (the
+    state's objects are read-only). At most `_SHARED_MAX` distinct parts are kept; past that,
+    each pod keeps its own copy."""
+    try:
+        key = _frozen(value)
+        found = _SHARED.get(key)
+    except TypeError:  # an unhashable value in a malformed field: its own copy
+        return _compact(value)
+    if found is not None:
+        return found
+    value = _compact(value)
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED.setdefault(key, value)
+    return value
+
+
+def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
     spec = a.get(pod, "spec", dict, ctx, {})
 
     def containers(field: str) -> list[dict]:
@@ -173,40 +205,44 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> dict:
             resources = a.get(c, "resources", dict, ctx, None, f"spec.{field}[{i}]")
             if resources:
                 item["resources"] = {
-                    k: dict(a.get(resources, k, dict, ctx, {}, f"spec.{field}[{i}].resources"))
+                    k: a.get(resources, k, dict, ctx, {}, f"spec.{field}[{i}].resources")
                     for k in ("requests", "limits")
                     if resources.get(k)
                 }
             if c.get("restartPolicy") is not None:
                 item["restartPolicy"] = c["restartPolicy"]
             out.append(item)
-        return out
+        return _shared(out)
 
     slim_spec: dict = {"containers": containers("containers")}
     if spec.get("initContainers"):
         slim_spec["initContainers"] = containers("initContainers")
-    for key in ("nodeName", "nodeSelector", "overhead"):
-        if spec.get(key) is not None:
-            slim_spec[key] = copy.deepcopy(spec[key])
+    node = spec.get("nodeName")
+    if node is not None:
+        slim_spec["nodeName"] = _compact(node)
+    if spec.get("nodeSelector") is not None:
+        slim_spec["nodeSelector"] = _compact(spec["nodeSelector"])
+    if spec.get("overhead") is not None:
+        slim_spec["overhead"] = _shared(spec["overhead"])
     anti = a.get(pod, ANTI_AFFINITY_PATH, list, ctx)
     if anti:  # what other pods' anti-affinity is judged by; the rest of an affinity is not read
         slim_spec["affinity"] = {
-            "podAntiAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": copy.deepcopy(anti)
-            }
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _compact(anti)}
         }
-    slim_meta = {k: meta[k] for k in ("name", "namespace") if k in meta}
+    slim_meta = {k: _compact(meta[k]) for k in ("name", "namespace") if k in meta}
     # Labels are kept: pod affinity and anti-affinity select pods by them.
     if meta.get("labels"):
-        slim_meta["labels"] = dict(meta["labels"])
+        slim_meta["labels"] = _compact(meta["labels"])
     phase = a.get(pod, "status.phase", str, ctx)
-    return {
-        "apiVersion": "v1",
-        "kind": POD,
-        "metadata": slim_meta,
-        "spec": slim_spec,
-        "status": {"phase": phase} if phase else {},
-    }
+    # Built compacted (interned keys, shared parts), so no second deep copy: _compact_top
+    # would copy the shared parts apart again.
+    return Slim(
+        apiVersion="v1",
+        kind=POD,
+        metadata=slim_meta,
+        spec=slim_spec,
+        status=_shared({"phase": phase} if phase else {}),
+    )
 
 
 def _slim_kubevirt(kv: dict, meta: dict) -> dict:
@@ -302,6 +338,37 @@ def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
 
 
 AntiEntry = tuple[PodRef, Term]
+# pod_requests of the shared parts it reads (slim keeps equal containers once): the parts, kept
+# alive by the entry so their ids stay theirs, and the requests (never modified)
+_REQUESTS: dict[tuple[int, int, int], tuple[Any, Any, Any, Resources]] = {}
+_REQUESTS_MAX = 4096
+
+
+def _requests(pod: dict) -> Resources:
+    """`pod_requests(pod)`, computed once for all the pods whose containers, init containers
+    and overhead are the same shared objects."""
+    spec = pod.get("spec")
+    if type(spec) is not dict:
+        return pod_requests(pod)
+    parts = spec.get("containers"), spec.get("initContainers"), spec.get("overhead")
+    key = (id(parts[0]), id(parts[1]), id(parts[2]))
+    found = _REQUESTS.get(key)
+    if found is not None and all(x is y for x, y in zip(found, parts, strict=False)):
+        return found[3]
+    requests = pod_requests(pod)  # raises for a malformed pod: nothing remembered
+    if len(_REQUESTS) < _REQUESTS_MAX and all(_is_shared(p) for p in parts):
+        _REQUESTS[key] = (*parts, requests)
+    return requests
+
+
+def _is_shared(part: Any) -> bool:
+    """Whether `part` is one of `_shared`'s (or absent): only those are worth remembering."""
+    if part is None:
+        return True
+    try:
+        return _SHARED.get(_frozen(part)) is part
+    except TypeError:
+        return False
 
 
 class ClusterState:
@@ -413,7 +480,7 @@ class ClusterState:
         terms = [resolve_term(t, ns, labels) for _, t in a.dicts(obj, ANTI_AFFINITY_PATH, ctx)]
         ref = PodRef(ns, name, labels, node) if node else None
         anti = tuple(t for t in terms if t is not None)
-        requests = pod_requests(obj)
+        requests = _requests(obj)
         source = _source_pod(obj, requests) if launcher is not None else None
         return PodFacts(launcher, ref, requests, anti, source)
 
