@@ -163,36 +163,58 @@ def _compact(value: Any) -> Any:
     return value
 
 
-_SHARED: dict[Any, Any] = {}
-_SHARED_MAX = 4096
-
-
 def _frozen(value: Any) -> Any:
-    """A hashable key equal for equal JSON values (types kept apart: 1, 1.0 and True differ)."""
+    """A hashable key equal for equal JSON values (types kept apart: 1, 1.0 and True differ;
+    maps in another key order get another key, which only shares less)."""
     if type(value) is dict:
-        return ("d", *sorted((k, _frozen(v)) for k, v in value.items()))
+        if {*map(type, value), *map(type, value.values())} <= {str}:  # the usual: in C
+            return ("d", *value.items())
+        return ("d", *((k, _frozen(v)) for k, v in value.items()))
     if type(value) is list:
         return ("l", *(_frozen(v) for v in value))
     return value if type(value) is str else (type(value).__name__, value)
 
 
-def _shared(value: Any) -> Any:
-    """One compacted copy of each equal small part of a pod (its containers' names and
-    resources, its phase, its overhead) for all the pods that have it: the pods of one
-    Deployment or one VM size differ in names and labels only. Parts are never modified (the
-    state's objects are read-only). At most `_SHARED_MAX` distinct parts are kept; past that,
-    each pod keeps its own copy."""
-    try:
-        key = _frozen(value)
-        found = _SHARED.get(key)
-    except TypeError:  # an unhashable value in a malformed field: its own copy
-        return _compact(value)
-    if found is not None:
-        return found
-    value = _compact(value)
-    if len(_SHARED) < _SHARED_MAX:
-        _SHARED.setdefault(key, value)
-    return value
+class _Parts:
+    """One compacted copy of each equal part of pods (their containers' names and resources,
+    their labels, phase and overhead) for all the pods that have it: the pods of one Deployment,
+    or the launchers of VMs of one size, differ in names, node and a few labels. A part is kept
+    once it is seen a second time (a launcher's labels, unique to its VM, never are), at most
+    `limit` of them; past that each pod keeps its own copy. Parts are never modified (the
+    state's objects are read-only)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.kept: dict[Any, Any] = {}
+        self.seen: set[Any] = set()
+
+    def share(self, value: Any) -> Any:
+        try:
+            key = _frozen(value)
+            found = self.kept.get(key)
+        except TypeError:  # an unhashable value in a malformed field: its own copy
+            return _compact(value)
+        if found is not None:
+            return found
+        value = _compact(value)
+        if key in self.seen:
+            if len(self.kept) < self.limit:
+                self.kept.setdefault(key, value)
+        else:
+            if len(self.seen) >= 4 * self.limit:
+                self.seen.clear()
+            self.seen.add(key)
+        return value
+
+    def holds(self, part: Any) -> bool:
+        """Whether `part` is one this table keeps."""
+        try:
+            return self.kept.get(_frozen(part)) is part
+        except TypeError:
+            return False
+
+
+_CONTAINERS, _LABELS, _SMALL = _Parts(), _Parts(), _Parts()
 
 
 def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
@@ -212,7 +234,7 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
             if c.get("restartPolicy") is not None:
                 item["restartPolicy"] = c["restartPolicy"]
             out.append(item)
-        return _shared(out)
+        return _CONTAINERS.share(out)
 
     slim_spec: dict = {"containers": containers("containers")}
     if spec.get("initContainers"):
@@ -223,7 +245,7 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
     if spec.get("nodeSelector") is not None:
         slim_spec["nodeSelector"] = _compact(spec["nodeSelector"])
     if spec.get("overhead") is not None:
-        slim_spec["overhead"] = _shared(spec["overhead"])
+        slim_spec["overhead"] = _SMALL.share(spec["overhead"])
     anti = a.get(pod, ANTI_AFFINITY_PATH, list, ctx)
     if anti:  # what other pods' anti-affinity is judged by; the rest of an affinity is not read
         slim_spec["affinity"] = {
@@ -232,7 +254,7 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
     slim_meta = {k: _compact(meta[k]) for k in ("name", "namespace") if k in meta}
     # Labels are kept: pod affinity and anti-affinity select pods by them.
     if meta.get("labels"):
-        slim_meta["labels"] = _compact(meta["labels"])
+        slim_meta["labels"] = _LABELS.share(meta["labels"])
     phase = a.get(pod, "status.phase", str, ctx)
     # Built compacted (interned keys, shared parts), so no second deep copy: _compact_top
     # would copy the shared parts apart again.
@@ -241,7 +263,7 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
         kind=POD,
         metadata=slim_meta,
         spec=slim_spec,
-        status=_shared({"phase": phase} if phase else {}),
+        status=_SMALL.share({"phase": phase} if phase else {}),
     )
 
 
@@ -362,13 +384,8 @@ def _requests(pod: dict) -> Resources:
 
 
 def _is_shared(part: Any) -> bool:
-    """Whether `part` is one of `_shared`'s (or absent): only those are worth remembering."""
-    if part is None:
-        return True
-    try:
-        return _SHARED.get(_frozen(part)) is part
-    except TypeError:
-        return False
+    """Whether `part` is a kept part (or absent): only those are worth remembering."""
+    return part is None or _CONTAINERS.holds(part) or _SMALL.holds(part)
 
 
 class ClusterState:
