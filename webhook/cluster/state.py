@@ -348,6 +348,7 @@ class PodFacts:
 
 
 _NO_POD = PodFacts(None, None, {}, ())
+_NO_REQUESTS: Resources = {}
 
 
 def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
@@ -528,9 +529,11 @@ class ClusterState:
                 self._launchers.setdefault(prepared.launcher, {})[key[1]] = obj
             ref = prepared.ref
             if ref is not None:
-                total = self._requested.setdefault(ref.node, {})
+                # a new map each time (never changed once stored): node_usage hands it out as is
+                total = dict(self._requested.get(ref.node, _NO_REQUESTS))
                 for res, n in prepared.requests.items():
                     total[res] = total.get(res, 0) + n
+                self._requested[ref.node] = total
                 self._pod_count[ref.node] = self._pod_count.get(ref.node, 0) + 1
                 self._bound_by_ns.setdefault(ref.namespace, {})[ref.name] = ref
                 creator = ref.labels.get(CREATED_BY)
@@ -562,12 +565,14 @@ class ClusterState:
                 _discard(self._launchers, facts.launcher, key[1])
             ref = facts.ref
             if ref is not None:
-                total = self._requested[ref.node]
+                total = dict(self._requested[ref.node])
                 for res, n in facts.requests.items():
                     total[res] -= n
                     if not total[res]:
                         del total[res]
-                if not total:
+                if total:
+                    self._requested[ref.node] = total
+                else:
                     del self._requested[ref.node]
                 self._pod_count[ref.node] -= 1
                 if not self._pod_count[ref.node]:
@@ -676,7 +681,8 @@ class ClusterState:
     def node_usage(self, node_name: str) -> Usage:
         """(`node_requested`, how many non-terminated pods are bound to the node)."""
         with self._lock:
-            return dict(self._requested.get(node_name, {})), self._pod_count.get(node_name, 0)
+            # not a copy: a node's map is replaced, never changed (_put, _drop); read-only
+            return self._requested.get(node_name, _NO_REQUESTS), self._pod_count.get(node_name, 0)
 
     def bound_pods(self, term: Term) -> list[PodRef]:
         """Bound pods that may match `term`: by `kubevirt.io/created-by` when the term selects
