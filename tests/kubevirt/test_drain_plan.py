@@ -54,7 +54,10 @@ def test_the_plan_says_where_each_vm_goes_and_which_one_holds_the_drain(
         cluster.start_vm(harvester_vm(ns, "big", memory="24Gi"))
         cluster.start_vm(harvester_vm(ns, "small", memory="2Gi"))
         cluster.start_vm(harvester_vm(ns, "boxed", disks=[disk], volumes=[volume]))
-    # the plan is read once the cache has seen the other nodes uncordoned again
+    # the plan is read on a cluster that stays as it is until the drain (earlier tests'
+    # namespaces are deleted without waiting: their pods would leave nodes meanwhile), once
+    # the cache has seen the other nodes uncordoned again
+    cluster.settled()
     others = sorted(n for n in cluster.nodes if n != node)
     targets = f"/v1/namespaces/{ns}/virtualmachines/small/migration-targets"
     cluster.wait_for(
