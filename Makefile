@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test
+.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test ui-chart
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ $(UI_BUNDLE): $(UI_STAMP) $(UI_SOURCES)
 
 ui-test: $(UI_STAMP)
 	cd ui && npm test --silent
+
+# The extension's Helm chart with the bundle in it, packaged into ui/dist-chart/ (docs/install.md).
+ui-chart: $(UI_BUNDLE) controlplane
+	@bash ui/scripts/stage-chart.sh charts/migration-guard-ui >/dev/null
+	@"$$(bash hack/build-controlplane.sh | tail -1)/helm" package charts/migration-guard-ui -d ui/dist-chart
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm, and
 # KubeVirt's virt-api and virt-controller, its CRDs and KWOK, from their Go modules on first use
@@ -82,4 +87,4 @@ bench: venv controlplane
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .cluster .demo ui/node_modules ui/dist-pkg
+	rm -rf $(VENV) .cluster .demo ui/node_modules ui/dist-pkg ui/dist-chart charts/migration-guard-ui/files/plugin
