@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test ui-chart
+.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test ui-chart chromium
 
 venv: $(STAMP)
 
@@ -55,11 +55,15 @@ controlplane:
 prometheus:
 	@bash hack/install-debian-tool.sh prometheus
 
+# Debian's chromium, which the UI extension's browser test drives headless (Playwright).
+chromium:
+	@bash hack/install-debian-tool.sh chromium
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv controlplane prometheus lint ui
+test: venv controlplane prometheus chromium lint ui
 	$(PY) -m pytest
 
 unit: venv
