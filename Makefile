@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test ui-chart chromium
+.PHONY: test lint unit demo bench fidelity cluster-up cluster-down controlplane prometheus venv clean ui ui-deps ui-test ui-chart ui-harness chromium
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ $(UI_BUNDLE): $(UI_STAMP) $(UI_SOURCES)
 
 ui-test: $(UI_STAMP)
 	cd ui && npm test --silent
+
+# The browser test's harness page with the built bundle, for `kubectl proxy --www` (make demo says how).
+ui-harness: $(UI_BUNDLE)
+	@bash ui/scripts/assemble-harness.sh ui/dist-harness
 
 # The extension's Helm chart with the bundle in it, packaged into ui/dist-chart/ (docs/install.md).
 ui-chart: $(UI_BUNDLE) controlplane
@@ -91,4 +95,4 @@ bench: venv controlplane
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .cluster .demo ui/node_modules ui/dist-pkg ui/dist-chart charts/migration-guard-ui/files/plugin
+	rm -rf $(VENV) .cluster .demo ui/node_modules ui/dist-pkg ui/dist-chart ui/dist-harness charts/migration-guard-ui/files/plugin

@@ -39,7 +39,6 @@ pytestmark = pytest.mark.kubevirt
 
 REPO = Path(__file__).resolve().parents[2]
 UI = REPO / "ui"
-HARNESS = REPO / "tests" / "ui" / "harness"
 ARTIFACTS = Path(os.environ.get("MG_UI_ARTIFACTS", REPO / "build" / "ui-browser"))
 POOL = "ui-test.migration-guard.io/pool"  # the nodes the test's VMs may run on
 
@@ -83,11 +82,9 @@ def backend(kubevirt_cluster: KubeVirtCluster, prometheus: Prometheus) -> Iterat
 @pytest.fixture(scope="module")
 def harness_url(kubevirt_cluster: KubeVirtCluster, backend, tmp_path_factory) -> Iterator[str]:
     """kubectl proxy as alice on loopback: the harness page at /harness/, the API beside it."""
+    _bundle()
     www = tmp_path_factory.mktemp("www")
-    for item in HARNESS.iterdir():
-        shutil.copy(item, www / item.name)
-    shutil.copy(UI / "node_modules" / "vue" / "dist" / "vue.global.prod.js", www)
-    shutil.copy(_bundle(), www / "extension.umd.min.js")
+    subprocess.run(["bash", str(UI / "scripts" / "assemble-harness.sh"), str(www)], check=True)
     plane = kubevirt_cluster.plane
     proc = subprocess.Popen(
         [

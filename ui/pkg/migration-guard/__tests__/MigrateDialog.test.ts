@@ -39,6 +39,7 @@ describe('Migrate (checked) dialog: the node list', () => {
       expect(row.text()).toContain('eligible');
     }
     expect(w.find('[data-testid="mg-summary"]').text()).toBe('2 of 17 nodes can receive this VM.');
+    expect(w.find('[data-testid="mg-nodes"]').classes()).not.toContain('mg-blocked');
     expect(w.find('[data-testid="mg-blockers"]').exists()).toBe(false);
   });
 
@@ -95,6 +96,7 @@ describe('Migrate (checked) dialog: blockers', () => {
     expect(w.find('[data-testid="mg-summary"]').text()).toBe('This VM cannot live-migrate until this blocker is removed:');
     // harvester-node-3 is eligible in itself, but the blocker stands
     expect(w.find('[data-testid="mg-node-harvester-node-3"] input').element.disabled).toBe(true);
+    expect(w.find('[data-testid="mg-nodes"]').classes()).toContain('mg-blocked');
     expect(w.find('[data-testid="mg-apply"]').element.disabled).toBe(true);
   });
 
