@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # The Rancher UI extension (ui/, docs/install.md): npm packages from the lock (again only when the
 # lock changes: the stamp lives in node_modules, which `npm ci` empties), the bundle (the shell's
-# build-pkg, into ui/dist-pkg/), and its Jest component tests.
+# build-pkg, into ui/dist-pkg/), the shell's ESLint rules, and its Jest component tests.
 UI_STAMP := ui/node_modules/.installed-$(shell cat ui/package.json ui/package-lock.json ui/.npmrc | sha1sum | cut -c1-12)
 UI_VERSION := $(shell sed -n 's/^  "version": "\(.*\)",/\1/p' ui/pkg/migration-guard/package.json)
 UI_BUNDLE := ui/dist-pkg/migration-guard-$(UI_VERSION)/migration-guard-$(UI_VERSION).umd.min.js
@@ -37,7 +37,7 @@ $(UI_BUNDLE): $(UI_STAMP) $(UI_SOURCES)
 	@test -s $@ && echo "built $@ ($$(wc -c <$@) bytes)"
 
 ui-test: $(UI_STAMP)
-	cd ui && npm test --silent
+	cd ui && npm run --silent lint && npm test --silent
 
 # The browser test's harness page with the built bundle, for `kubectl proxy --www` (make demo says how).
 ui-harness: $(UI_BUNDLE)

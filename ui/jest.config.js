@@ -7,7 +7,7 @@ module.exports = {
   testMatch:              ['**/__tests__/**/*.test.ts'],
   moduleFileExtensions:   ['ts', 'js', 'vue', 'json'],
   transform:              {
-    '^.+\\.vue$':    '@vue/vue3-jest',
+    '^.+\\.vue$':   '@vue/vue3-jest',
     '^.+\\.[tj]s$': 'babel-jest',
   },
   modulePathIgnorePatterns: ['<rootDir>/dist-pkg', '/\\.shell/'],

@@ -1,7 +1,7 @@
 // migration-guard's Rancher UI extension: on Harvester's virtual machines, a "Migrate (checked)"
 // row action and a "Migration" tab on the detail page. Both call migration-guard's aggregated
 // API (subresources.migration-guard.io/v1) through kube-apiserver.
-import { IPlugin, ActionLocation, TabLocation } from '@shell/core/types';
+import { IPlugin, ActionLocation, ActionOpts, TabLocation } from '@shell/core/types';
 import MigrateDialog from './dialog/MigrationGuardMigrateDialog.vue';
 import MigrationTab from './components/MigrationTab.vue';
 
@@ -23,7 +23,7 @@ export default function(plugin: IPlugin): void {
     label:    'Migrate (checked)',
     icon:     'icon-copy',
     multiple: false,
-    invoke(_opts: any, resources: any[]) {
+    invoke(_opts: ActionOpts, resources: Array<{ $dispatch:(action: string, payload: unknown) => unknown }>) {
       const vm = resources[0];
 
       vm.$dispatch('promptModal', {
@@ -45,4 +45,6 @@ export default function(plugin: IPlugin): void {
 
 // For the harness page (tests/ui), which mounts the components outside a dashboard.
 export { MigrateDialog, MigrationTab };
-export { MigrationGuardClient, fetchTransport, storeTransport, ApiError } from './lib/client';
+export {
+  MigrationGuardClient, fetchTransport, storeTransport, ApiError
+} from './lib/client';

@@ -8,9 +8,7 @@ import {
 const VM = { metadata: { namespace: 'default', name: 'clean-vm' } };
 
 async function open(api: FakeApi, vm: any = VM) {
-  const wrapper = mount(MigrateDialog, {
-    props: { resources: [vm], client: new MigrationGuardClient(api.transport, { isMultiCluster: false }) },
-  });
+  const wrapper = mount(MigrateDialog, { props: { resources: [vm], client: new MigrationGuardClient(api.transport, { isMultiCluster: false }) } });
 
   await flushPromises();
 
@@ -133,7 +131,8 @@ describe('Migrate (checked) dialog: Apply', () => {
     const api = new FakeApi()
       .on('GET', 'migrationtargets', { status: 200, body: reportWithEveryReason() })
       .on('PUT', 'migrate', {
-        status: 201, body: {
+        status: 201,
+        body:   {
           name: 'clean-vm-x7k2p', namespace: 'default', uid: 'u1', vmiName: 'clean-vm', targetNode: 'node-z', timeouts: null
         }
       });
@@ -160,8 +159,12 @@ describe('Migrate (checked) dialog: Apply', () => {
   it('shows every cause of a refusal (422), and the refused node\'s own reasons', async() => {
     const refusal = status(422, 'Invalid', 'live migration of VM default/clean-vm is not allowed', {
       causes: [
-        { code: 'TargetNotEligible', message: "target node 'node-z' cannot receive VM default/clean-vm: node 'node-z' is cordoned: uncordon it or pick another node", field: null },
-        { code: 'MigrationInProgress', message: BLOCKERS.MigrationInProgress.message, field: null },
+        {
+          code: 'TargetNotEligible', message: "target node 'node-z' cannot receive VM default/clean-vm: node 'node-z' is cordoned: uncordon it or pick another node", field: null
+        },
+        {
+          code: 'MigrationInProgress', message: BLOCKERS.MigrationInProgress.message, field: null
+        },
       ],
       target:        'node-z',
       targetReasons: [{ code: 'NodeCordoned', message: "node 'node-z' is cordoned: uncordon it or pick another node" }],
@@ -188,7 +191,9 @@ describe('Migrate (checked) dialog: Apply', () => {
 
   it('shows a refusal the API server relayed with its message as the one cause', async() => {
     const relayed = status(422, 'Invalid', 'the API server refused the migration of VM default/clean-vm: admission webhook "vmim.migration-guard.io" denied the request', {
-      causes: [{ code: 'Forbidden', message: 'admission webhook "vmim.migration-guard.io" denied the request', field: null }],
+      causes: [{
+        code: 'Forbidden', message: 'admission webhook "vmim.migration-guard.io" denied the request', field: null
+      }]
     });
     const w = await open(new FakeApi()
       .on('GET', 'migrationtargets', { status: 200, body: reportWithEveryReason() })
@@ -238,8 +243,12 @@ describe('Migrate (checked) dialog: errors reading the report', () => {
 
   it('403 from kube-apiserver\'s RBAC: its message and which role to ask for', async() => {
     const rbac = {
-      kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', code: 403,
-      message: 'virtualmachines.subresources.migration-guard.io "clean-vm" is forbidden: User "bob" cannot get resource "virtualmachines/migrationtargets" in API group "subresources.migration-guard.io" in the namespace "default"',
+      kind:       'Status',
+      apiVersion: 'v1',
+      status:     'Failure',
+      reason:     'Forbidden',
+      code:       403,
+      message:    'virtualmachines.subresources.migration-guard.io "clean-vm" is forbidden: User "bob" cannot get resource "virtualmachines/migrationtargets" in API group "subresources.migration-guard.io" in the namespace "default"',
     };
     const w = await open(new FakeApi().on('GET', 'migrationtargets', { status: 403, body: rbac }));
     const e = w.find('[data-testid="mg-load-error"]');
@@ -289,7 +298,9 @@ describe('Migrate (checked) dialog in the dashboard', () => {
   it('without a client, calls through the current product\'s store with Rancher\'s cluster path', async() => {
     const dispatched: any[] = [];
     const $store = {
-      getters:  { isMultiCluster: true, clusterId: 'c-m-abc12', currentProduct: { inStore: 'harvester' } },
+      getters: {
+        isMultiCluster: true, clusterId: 'c-m-abc12', currentProduct: { inStore: 'harvester' }
+      },
       dispatch: (action: string, payload: any) => {
         dispatched.push([action, payload.method, payload.url]);
 

@@ -1,9 +1,7 @@
 import { flushPromises, mount } from '@vue/test-utils';
 import MigrationTab from '../components/MigrationTab.vue';
 import { MigrationGuardClient } from '../lib/client';
-import {
-  FakeApi, runningMigration, status, T0
-} from './fixtures';
+import { FakeApi, runningMigration, status, T0 } from './fixtures';
 
 const VM = { metadata: { namespace: 'default', name: 'clean-vm' } };
 const GiB = 1024 ** 3;
@@ -76,7 +74,9 @@ describe('Migration tab: a running migration', () => {
   });
 
   it('shows only migration-guard\'s deadline when the report has no KubeVirt limits', async() => {
-    const m = runningMigration({ kubevirt: null, kubevirtCompletionDeadline: null, firesFirst: null });
+    const m = runningMigration({
+      kubevirt: null, kubevirtCompletionDeadline: null, firesFirst: null
+    });
     const w = await show(new FakeApi().on('GET', 'migration', answer(m)));
 
     expect(w.find('[data-testid="mg-deadline-KubeVirt"]').exists()).toBe(false);
@@ -135,9 +135,9 @@ describe('Migration tab: a running migration', () => {
 describe('Migration tab: why it failed or was aborted', () => {
   it('shows why migration-guard aborted it', async() => {
     const m = runningMigration({
-      phase:  'Failed',
-      final:  true,
-      abort:  {
+      phase: 'Failed',
+      final: true,
+      abort: {
         reason: 'ProgressTimeout', message: 'data remaining stayed at 2147483648 bytes for 150s (limit 150s)', migration: 'clean-vm-x7k2p'
       },
       abortStatus: 'Succeeded',
@@ -181,7 +181,8 @@ describe('Migration tab: Abort', () => {
         phase: 'Failed', final: true, abortStatus: 'Succeeded', why: 'abort requested (abort status Succeeded)'
       })))
       .on('PUT', 'abortmigration', {
-        status: 200, body: {
+        status: 200,
+        body:   {
           aborted: 'clean-vm-x7k2p', uid: 'u1', phase: 'Running', vm: 'clean-vm'
         }
       });
@@ -290,7 +291,15 @@ describe('Migration tab on the detail page', () => {
 
     mount(MigrationTab, {
       props:  { client: new MigrationGuardClient(api.transport, { isMultiCluster: true, clusterId: 'c-m-abc12' }) },
-      global: { mocks: { $route: { params: { cluster: 'c-m-abc12', namespace: 'vms', id: 'db-1' } } } },
+      global: {
+        mocks: {
+          $route: {
+            params: {
+              cluster: 'c-m-abc12', namespace: 'vms', id: 'db-1'
+            }
+          }
+        }
+      },
     });
     await flushPromises();
     expect(api.calls[0].url).toBe('/k8s/clusters/c-m-abc12/apis/subresources.migration-guard.io/v1/namespaces/vms/virtualmachines/db-1/migration');

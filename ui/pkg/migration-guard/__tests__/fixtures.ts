@@ -45,23 +45,29 @@ export function reportWithEveryReason(): any {
   const excluded = Object.entries(NODE_REASONS).map(([code, r], i) => ({
     name:     `node-${ String.fromCharCode(98 + i) }`,
     eligible: false,
-    reasons:  [{ code, message: r.message, ...(r.field ? { field: r.field } : {}) }],
+    reasons:  [{
+      code, message: r.message, ...(r.field ? { field: r.field } : {})
+    }],
   }));
 
   return {
-    vm:            'default/clean-vm',
-    sourceNode:    'node-b',
-    target:        null,
-    allowed:       true,
-    blockers:      [],
-    nodes:         [{ name: 'node-z', eligible: true, reasons: [] }, ...excluded, { name: 'node-a', eligible: true, reasons: [] }],
-    eligibleNodes: ['node-z', 'node-a'],
-    timeouts:      TIMEOUTS,
-    problems:      [],
-    notes:         [],
+    vm:         'default/clean-vm',
+    sourceNode: 'node-b',
+    target:     null,
+    allowed:    true,
+    blockers:   [],
+    nodes:      [{
+      name: 'node-z', eligible: true, reasons: []
+    }, ...excluded, {
+      name: 'node-a', eligible: true, reasons: []
+    }],
+    eligibleNodes:  ['node-z', 'node-a'],
+    timeouts:       TIMEOUTS,
+    problems:       [],
+    notes:          [],
     nodesEvaluated: true,
-    warnings:      [],
-    exemption:     null,
+    warnings:       [],
+    exemption:      null,
   };
 }
 
@@ -74,15 +80,23 @@ export function cdromReport(): any {
     allowed:    false,
     blockers:   [{ code: 'CDROMVolume', ...BLOCKERS.CDROMVolume }],
     nodes:      [
-      { name: 'harvester-node-0', eligible: false, reasons: [{ code: 'SourceNode', message: "node 'harvester-node-0' is where the VM runs now: choose another node" }] },
-      { name: 'harvester-node-1', eligible: false, reasons: [{ code: 'NodeCordoned', message: "node 'harvester-node-1' is cordoned: uncordon it or pick another node" }] },
       {
-        name: 'harvester-node-2', eligible: false, reasons: [
+        name: 'harvester-node-0', eligible: false, reasons: [{ code: 'SourceNode', message: "node 'harvester-node-0' is where the VM runs now: choose another node" }]
+      },
+      {
+        name: 'harvester-node-1', eligible: false, reasons: [{ code: 'NodeCordoned', message: "node 'harvester-node-1' is cordoned: uncordon it or pick another node" }]
+      },
+      {
+        name:     'harvester-node-2',
+        eligible: false,
+        reasons:  [
           { code: 'NodeCordoned', message: "node 'harvester-node-2' is cordoned: uncordon it or pick another node" },
           { code: 'NodeInMaintenance', message: "node 'harvester-node-2' is in maintenance mode (harvesterhci.io/maintain-status=completed): end maintenance or pick another node" },
         ]
       },
-      { name: 'harvester-node-3', eligible: true, reasons: [] },
+      {
+        name: 'harvester-node-3', eligible: true, reasons: []
+      },
     ],
     eligibleNodes:  ['harvester-node-3'],
     timeouts:       TIMEOUTS,
@@ -106,19 +120,19 @@ export const T0 = Date.parse('2026-05-04T10:00:00Z');
 /** A migration 100 s into its run, 6 of 8 GiB copied, KubeVirt's deadline first. */
 export function runningMigration(extra: Record<string, any> = {}): any {
   return {
-    name:                       'clean-vm-x7k2p',
-    uid:                        '6f1c2a4e-0000-4000-8000-000000000001',
-    phase:                      'Running',
-    final:                      false,
-    sourceNode:                 'harvester-node-0',
-    targetNode:                 'harvester-node-3',
-    startTimestamp:             '2026-05-04T09:58:20Z',
-    endTimestamp:               null,
-    elapsedSeconds:             100,
-    completionDeadline:         '2026-05-04T11:45:00Z',
-    completionTimeoutSeconds:   6400,
-    progressTimeoutSeconds:     150,
-    kubevirt:                   {
+    name:                     'clean-vm-x7k2p',
+    uid:                      '6f1c2a4e-0000-4000-8000-000000000001',
+    phase:                    'Running',
+    final:                    false,
+    sourceNode:               'harvester-node-0',
+    targetNode:               'harvester-node-3',
+    startTimestamp:           '2026-05-04T09:58:20Z',
+    endTimestamp:             null,
+    elapsedSeconds:           100,
+    completionDeadline:       '2026-05-04T11:45:00Z',
+    completionTimeoutSeconds: 6400,
+    progressTimeoutSeconds:   150,
+    kubevirt:                 {
       dataBytes: 8589934592, dataGB: 9, completionTimeoutPerGiB: 150, completionTimeoutSeconds: 1350, progressTimeoutSeconds: 150, allowPostCopy: false, allowWorkloadDisruption: false, completionAction: 'abort', source: 'default', kubevirt: null, migrationPolicy: null, notes: []
     },
     kubevirtCompletionDeadline: '2026-05-04T10:20:50Z',

@@ -6,9 +6,7 @@ import {
 import { countdown, formatDuration, liveElapsed } from '../lib/time';
 import { formatBytes, progress } from '../lib/progress';
 import { migrationView } from '../lib/migration';
-import {
-  ApiError, fetchTransport, MigrationGuardClient, storeTransport
-} from '../lib/client';
+import { ApiError, fetchTransport, MigrationGuardClient, storeTransport } from '../lib/client';
 import { clientFromStore, vmRef } from '../lib/dashboard';
 import {
   BLOCKERS, cdromReport, FakeApi, NODE_REASONS, reportWithEveryReason, runningMigration, status, T0
@@ -78,8 +76,12 @@ describe('errors: an answer in words', () => {
   it('lists every cause of a refusal, from migration-guard\'s causes or a Status\'s details', () => {
     const body = status(422, 'Invalid', 'live migration of VM default/cdrom-vm is not allowed', {
       causes: [
-        { code: 'CDROMVolume', message: BLOCKERS.CDROMVolume.message, field: 'spec.domain.devices.disks[1]' },
-        { code: 'TargetNotEligible', message: "target node 'harvester-node-1' cannot receive VM default/cdrom-vm", field: null },
+        {
+          code: 'CDROMVolume', message: BLOCKERS.CDROMVolume.message, field: 'spec.domain.devices.disks[1]'
+        },
+        {
+          code: 'TargetNotEligible', message: "target node 'harvester-node-1' cannot receive VM default/cdrom-vm", field: null
+        },
       ]
     });
     const view = describeError(422, body, 'migrate');
@@ -87,8 +89,16 @@ describe('errors: an answer in words', () => {
     expect(view.title).toMatch(/refused/);
     expect(view.causes.map((c) => c.code)).toEqual(['CDROMVolume', 'TargetNotEligible']);
     expect(view.causes[0].field).toBe('spec.domain.devices.disks[1]');
-    expect(causesOf({ details: { causes: [{ reason: 'FieldValueInvalid', message: 'bad', field: 'spec.vmiName' }] } }))
-      .toEqual([{ code: 'FieldValueInvalid', message: 'bad', field: 'spec.vmiName' }]);
+    expect(causesOf({
+      details: {
+        causes: [{
+          reason: 'FieldValueInvalid', message: 'bad', field: 'spec.vmiName'
+        }]
+      }
+    }))
+      .toEqual([{
+        code: 'FieldValueInvalid', message: 'bad', field: 'spec.vmiName'
+      }]);
   });
 
   it('409 on abort says there is nothing to abort', () => {
@@ -108,7 +118,11 @@ describe('report: nodes and blockers', () => {
   it('sorts node names as numbers where they are numbers', () => {
     const rows = nodeRows({
       ...cdromReport(),
-      nodes: [{ name: 'node-10', eligible: true, reasons: [] }, { name: 'node-9', eligible: true, reasons: [] }]
+      nodes: [{
+        name: 'node-10', eligible: true, reasons: []
+      }, {
+        name: 'node-9', eligible: true, reasons: []
+      }]
     });
 
     expect(rows.map((r) => r.name)).toEqual(['node-9', 'node-10']);
@@ -133,7 +147,9 @@ describe('report: nodes and blockers', () => {
     expect(summaryLine({ ...cdromReport(), blockers: [{ code: 'A', message: 'a' }, { code: 'B', message: 'b' }] })).toMatch(/these 2 blockers are/);
     expect(summaryLine(reportWithEveryReason())).toBe(`2 of ${ Object.keys(NODE_REASONS).length + 2 } nodes can receive this VM.`);
     expect(summaryLine({ ...reportWithEveryReason(), eligibleNodes: [] })).toMatch(/None of the 17 nodes/);
-    expect(summaryLine({ ...cdromReport(), blockers: [], nodesEvaluated: false, nodes: [] })).toMatch(/not running/);
+    expect(summaryLine({
+      ...cdromReport(), blockers: [], nodesEvaluated: false, nodes: []
+    })).toMatch(/not running/);
     expect(summaryLine({ ...cdromReport(), exemption: 'namespace legacy is exempt' })).toMatch(/does not check this VM: namespace legacy/);
   });
 });
@@ -146,8 +162,12 @@ describe('time', () => {
   });
 
   it('counts down to a deadline, and says when it has passed', () => {
-    expect(countdown('2026-05-04T10:20:50Z', T0)).toEqual({ secondsLeft: 1250, overdue: false, text: 'in 20m 50s' });
-    expect(countdown('2026-05-04T09:59:48Z', T0)).toEqual({ secondsLeft: -12, overdue: true, text: 'passed 12s ago' });
+    expect(countdown('2026-05-04T10:20:50Z', T0)).toEqual({
+      secondsLeft: 1250, overdue: false, text: 'in 20m 50s'
+    });
+    expect(countdown('2026-05-04T09:59:48Z', T0)).toEqual({
+      secondsLeft: -12, overdue: true, text: 'passed 12s ago'
+    });
     expect(countdown(null, T0)).toBeNull();
     expect(countdown('not a time', T0)).toBeNull();
   });
@@ -173,7 +193,9 @@ describe('progress', () => {
   });
 
   it('is complete once the migration succeeded', () => {
-    expect(progress(123, 8589934592, 'Succeeded')).toMatchObject({ fraction: 1, percent: 100, text: 'all 8 GiB copied' });
+    expect(progress(123, 8589934592, 'Succeeded')).toMatchObject({
+      fraction: 1, percent: 100, text: 'all 8 GiB copied'
+    });
   });
 
   it('without a total or without a figure, says what it knows', () => {
@@ -213,7 +235,9 @@ describe('migration view', () => {
   });
 
   it('shows what it can of a migration whose VMIM is gone', () => {
-    const v = migrationView({ phase: null, sourceNode: 'n0', why: null }, T0, T0);
+    const v = migrationView({
+      phase: null, sourceNode: 'n0', why: null
+    }, T0, T0);
 
     expect(v).toMatchObject({
       name: '(VMIM gone)', phase: 'Unknown', abortable: false, targetNode: 'not chosen yet', elapsedText: 'not started', deadlines: []
@@ -268,9 +292,13 @@ describe('client', () => {
     const t = fetchTransport(fakeFetch);
 
     expect(await t({ method: 'GET', url: '/apis/x' })).toEqual({ status: 200, body: { ok: true } });
-    expect(await t({ method: 'PUT', url: '/apis/y', data: { nodeName: 'n1' } })).toEqual({ status: 503, body: 'service unavailable' });
+    expect(await t({
+      method: 'PUT', url: '/apis/y', data: { nodeName: 'n1' }
+    })).toEqual({ status: 503, body: 'service unavailable' });
     expect(seen[0][1].body).toBeUndefined();
-    expect(seen[1][1]).toMatchObject({ method: 'PUT', body: '{"nodeName":"n1"}', headers: { 'Content-Type': 'application/json' } });
+    expect(seen[1][1]).toMatchObject({
+      method: 'PUT', body: '{"nodeName":"n1"}', headers: { 'Content-Type': 'application/json' }
+    });
   });
 
   it('storeTransport reads the dashboard store\'s answers and rejections', async() => {
@@ -289,7 +317,9 @@ describe('client', () => {
     }, 'harvester');
 
     expect(await t({ method: 'GET', url: '/k8s/clusters/c1/apis/a' })).toEqual({ status: 200, body: ok });
-    expect(await t({ method: 'PUT', url: '/k8s/clusters/c1/apis/b', data: { nodeName: 'n' } })).toEqual({ status: 403, body: refused });
+    expect(await t({
+      method: 'PUT', url: '/k8s/clusters/c1/apis/b', data: { nodeName: 'n' }
+    })).toEqual({ status: 403, body: refused });
     await expect(t({ method: 'GET', url: '/c' })).rejects.toThrow('Network Error');
     expect(dispatched[0]).toEqual(['harvester/request', {
       url: '/k8s/clusters/c1/apis/a', method: 'GET', data: undefined, redirectUnauthorized: false
@@ -299,7 +329,9 @@ describe('client', () => {
   it('clientFromStore uses the current product\'s store and the cluster getters', async() => {
     const dispatched: string[] = [];
     const store = {
-      getters:  { isMultiCluster: true, clusterId: 'c-m-1', currentProduct: { inStore: 'harvester' } },
+      getters: {
+        isMultiCluster: true, clusterId: 'c-m-1', currentProduct: { inStore: 'harvester' }
+      },
       dispatch: (action: string, payload: any) => {
         dispatched.push(`${ action } ${ payload.url }`);
 

@@ -14,7 +14,7 @@ export interface HttpRequest {
 
 export interface HttpAnswer {
   status: number;
-  body: any;
+  body: unknown;
 }
 
 /** Resolves every HTTP answer, success or not; rejects only when there is no answer. */
@@ -22,10 +22,10 @@ export type Transport = (req: HttpRequest) => Promise<HttpAnswer>;
 
 export class ApiError extends Error {
   status: number;
-  body: any;
+  body: unknown;
   op: Operation;
 
-  constructor(status: number, body: any, op: Operation) {
+  constructor(status: number, body: unknown, op: Operation) {
     super(`HTTP ${ status }`);
     this.status = status;
     this.body = body;
@@ -39,7 +39,7 @@ export interface Started {
   uid: string;
   vmiName: string;
   targetNode: string | null;
-  timeouts: Record<string, any> | null;
+  timeouts: Record<string, unknown> | null;
 }
 
 export interface Aborted {
@@ -60,8 +60,8 @@ export class MigrationGuardClient {
       answer = await this.transport({
         method, url, data
       });
-    } catch (err: any) {
-      throw new ApiError(0, { error: err?.message || String(err) }, op);
+    } catch (err: unknown) {
+      throw new ApiError(0, { error: err instanceof Error ? err.message : String(err) }, op);
     }
     if (answer.status < 200 || answer.status >= 300) {
       throw new ApiError(answer.status, answer.body, op);
@@ -70,26 +70,26 @@ export class MigrationGuardClient {
     return answer.body;
   }
 
-  targets(namespace: string, name: string): Promise<Report> {
-    return this.call('targets', 'GET', namespace, name, 'migrationtargets');
+  async targets(namespace: string, name: string): Promise<Report> {
+    return await this.call('targets', 'GET', namespace, name, 'migrationtargets') as Report;
   }
 
   async migration(namespace: string, name: string): Promise<MigrationStatus> {
-    const body = await this.call('migration', 'GET', namespace, name, 'migration');
+    const body = await this.call('migration', 'GET', namespace, name, 'migration') as { migration?: MigrationStatus } | null;
 
     return body?.migration || {};
   }
 
-  migrate(namespace: string, name: string, nodeName: string): Promise<Started> {
-    return this.call('migrate', 'PUT', namespace, name, 'migrate', { nodeName });
+  async migrate(namespace: string, name: string, nodeName: string): Promise<Started> {
+    return await this.call('migrate', 'PUT', namespace, name, 'migrate', { nodeName }) as Started;
   }
 
-  abort(namespace: string, name: string): Promise<Aborted> {
-    return this.call('abort', 'PUT', namespace, name, 'abortmigration', {});
+  async abort(namespace: string, name: string): Promise<Aborted> {
+    return await this.call('abort', 'PUT', namespace, name, 'abortmigration', {}) as Aborted;
   }
 }
 
-function parseBody(textBody: string): any {
+function parseBody(textBody: string): unknown {
   if (!textBody) {
     return {};
   }
@@ -121,22 +121,23 @@ export function fetchTransport(fetchFn: typeof fetch, headers: Record<string, st
  * header). It resolves with the body and rejects with the error body, both carrying `_status`;
  * a rejection without one had no answer (axios' error with no `response`).
  */
-export function storeTransport(dispatch: (action: string, payload: any) => Promise<any>, storeName: string): Transport {
+export function storeTransport(dispatch: (action: string, payload: unknown) => Promise<unknown>, storeName: string): Transport {
   return async({ method, url, data }) => {
     try {
       const out = await dispatch(`${ storeName }/request`, {
         url, method, data, redirectUnauthorized: false
-      });
+      }) as { _status?: number } | null;
 
       return { status: out?._status || 200, body: out };
-    } catch (err: any) {
-      const status = err?._status || err?.response?.status || err?.status;
+    } catch (err: unknown) {
+      const e = (err || {}) as { _status?: number, status?: number, response?: { status?: number, data?: unknown } };
+      const status = e._status || e.response?.status || e.status;
 
       if (!status) {
         throw err;
       }
 
-      return { status, body: err?.response?.data ?? err };
+      return { status, body: e.response?.data ?? err };
     }
   };
 }

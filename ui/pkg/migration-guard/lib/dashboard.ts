@@ -6,24 +6,32 @@ import { MigrationGuardClient, storeTransport } from './client';
 import { ClusterContext } from './paths';
 
 export interface StoreLike {
-  getters: Record<string, any>;
-  dispatch: (action: string, payload?: any) => Promise<any>;
+  getters: Record<string, unknown>;
+  dispatch: (action: string, payload?: unknown) => Promise<unknown>;
 }
 
 export function clusterContext(store: StoreLike): ClusterContext {
-  return { isMultiCluster: !!store.getters['isMultiCluster'], clusterId: store.getters['clusterId'] || null };
+  return { isMultiCluster: !!store.getters['isMultiCluster'], clusterId: (store.getters['clusterId'] as string | undefined) || null };
 }
 
 export function clientFromStore(store: StoreLike): MigrationGuardClient {
-  const inStore = store.getters['currentProduct']?.inStore || 'cluster';
+  const inStore = (store.getters['currentProduct'] as { inStore?: string } | undefined)?.inStore || 'cluster';
 
   return new MigrationGuardClient(storeTransport((a, p) => store.dispatch(a, p), inStore), clusterContext(store));
 }
 
 /** namespace/name of the VM a component shows: its resource, else the detail page's route. */
-export function vmRef(resource: any, route: any): { namespace: string, name: string } | null {
-  const namespace = resource?.metadata?.namespace || route?.params?.namespace;
-  const name = resource?.metadata?.name || route?.params?.id;
+interface Named { metadata?: { namespace?: string, name?: string } }
+interface RouteLike { params?: Record<string, string | string[] | undefined> }
+
+export function vmRef(resource: Named | null | undefined, route: RouteLike | null | undefined): { namespace: string, name: string } | null {
+  const param = (key: string) => {
+    const value = route?.params?.[key];
+
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const namespace = resource?.metadata?.namespace || param('namespace');
+  const name = resource?.metadata?.name || param('id');
 
   return namespace && name ? { namespace, name } : null;
 }

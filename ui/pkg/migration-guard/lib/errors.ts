@@ -28,7 +28,11 @@ export interface ErrorView {
   retry: boolean;
 }
 
-type Body = Record<string, any> | string | null | undefined;
+type Body = unknown;
+
+function asObject(value: unknown): Record<string, unknown> | null {
+  return value && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : null;
+}
 
 function text(value: unknown): string {
   return typeof value === 'string' ? value.trim() : '';
@@ -39,40 +43,48 @@ export function serverMessage(body: Body): string {
   if (typeof body === 'string') {
     return body.trim();
   }
-  if (!body || typeof body !== 'object') {
+  const obj = asObject(body);
+
+  if (!obj) {
     return '';
   }
 
-  return text(body.error) || text(body.message) || text(body.data);
+  return text(obj.error) || text(obj.message) || text(obj.data);
+}
+
+function toCause(raw: unknown): Cause | null {
+  const c = asObject(raw);
+
+  if (!c) {
+    return null;
+  }
+
+  return {
+    code:    text(c.code) || text(c.reason) || 'Denied',
+    message: text(c.message),
+    field:   text(c.field) || null,
+  };
+}
+
+function causeList(raw: unknown): Cause[] {
+  return Array.isArray(raw) ? raw.map(toCause).filter((c): c is Cause => c !== null) : [];
 }
 
 /** Every cause a body names: migration-guard's `causes`, else a Status's `details.causes`. */
 export function causesOf(body: Body): Cause[] {
-  if (!body || typeof body !== 'object') {
+  const obj = asObject(body);
+
+  if (!obj) {
     return [];
   }
-  const own = Array.isArray(body.causes) ? body.causes : [];
-  const status = Array.isArray(body.details?.causes) ? body.details.causes : [];
-  const raw = own.length ? own : status;
+  const own = causeList(obj.causes);
 
-  return raw
-    .filter((c: any) => c && typeof c === 'object')
-    .map((c: any) => ({
-      code:    text(c.code) || text(c.reason) || 'Denied',
-      message: text(c.message),
-      field:   text(c.field) || null,
-    }));
+  return own.length ? own : causeList(asObject(obj.details)?.causes);
 }
 
 /** A refused target node's own reasons (migration-guard's `targetReasons`). */
 export function targetReasonsOf(body: Body): Cause[] {
-  if (!body || typeof body !== 'object' || !Array.isArray(body.targetReasons)) {
-    return [];
-  }
-
-  return body.targetReasons.map((c: any) => ({
-    code: text(c?.code) || 'Denied', message: text(c?.message), field: text(c?.field) || null
-  }));
+  return causeList(asObject(body)?.targetReasons);
 }
 
 const NOT_SERVED = /could not find the requested resource|404 page not found/i;

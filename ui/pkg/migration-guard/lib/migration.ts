@@ -31,8 +31,8 @@ export interface MigrationStatus {
   requestedBy?: string | null;
   failureReason?: string | null;
   abortStatus?: string | null;
-  abort?: Record<string, any> | null;
-  conditions?: Record<string, any>[];
+  abort?: Record<string, unknown> | null;
+  conditions?: Record<string, unknown>[];
   why?: string | null;
 }
 

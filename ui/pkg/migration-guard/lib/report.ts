@@ -21,7 +21,7 @@ export interface Report {
   blockers: Problem[];
   nodes: NodeVerdict[];
   eligibleNodes: string[];
-  timeouts: Record<string, any> | null;
+  timeouts: Record<string, unknown> | null;
   problems?: Problem[];
   notes?: string[];
   nodesEvaluated?: boolean;
