@@ -235,7 +235,7 @@ def _run(cluster, ns, page, url, source, cordoned, target, outside) -> None:
     by_testid(page, "mg-phase").wait_for(timeout=30_000)
     seen: list[int] = []
     shot_running = False
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 150  # a 20 s transfer; room for a loaded machine
     while time.monotonic() < deadline:
         phase = by_testid(page, "mg-phase").inner_text()
         value = by_testid(page, "mg-progress").get_attribute("aria-valuenow")
