@@ -63,6 +63,13 @@ def instructions(demo: environment.Demo) -> str:
             f"  KUBECONFIG={demo.plane.kubeconfig_for('alice')} kubectl migration-guard status clean-vm -n default",
             f"  kubectl get --raw {aggregated.PREFIX}/namespaces/default/virtualmachines/clean-vm/migrationtargets",
             "",
+            "The UI extension's Migrate dialog and Migration tab in a browser (`make ui-harness`"
+            " in the checkout first; the harness page of tests/ui, through kube-apiserver as alice):",
+            f"  kubectl proxy --kubeconfig {demo.plane.kubeconfig_for('alice')} --port=8001"
+            f" --www={environment.REPO / 'ui' / 'dist-harness'} --www-prefix=/harness/",
+            "  then open http://127.0.0.1:8001/harness/index.html?view=dialog&ns=default&vm=clean-vm"
+            " (view=tab for the Migration tab; vm=cdrom-vm shows a blocker)",
+            "",
             f"The same rules offline: {environment.MIGRATION_GUARD} check --kubeconfig $KUBECONFIG --vm default/big-vm",
             f"Can a node go into maintenance: {environment.MIGRATION_GUARD} drain-plan harvester-node-0 --kubeconfig $KUBECONFIG",
             "Every VM's migratability: kubectl get policyreports -A",

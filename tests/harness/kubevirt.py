@@ -142,6 +142,9 @@ class KubeVirtStack:
             [
                 str(bins / "kube-scheduler"),
                 f"--kubeconfig={self.plane.kubeconfig}",
+                # each node's score for each pod, so a test can show why a pod went where it
+                # did (scheduler_scores); a few lines per node and pod
+                "--vmodule=schedule_one=10,resource_allocation=10",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={_free_port()}",

@@ -53,6 +53,20 @@ class KubeVirtCluster:
             f"stand-in errors: {self.handler.errors[-5:]}\n{stack}"
         )
 
+    def settled(self, timeout: float = 120.0) -> None:
+        """Until what earlier tests removed is gone: no namespace terminating (their fixtures
+        delete them without waiting) and no pod being deleted, so the pods on the nodes are
+        the ones that stay (a plan made now still holds when the scheduler acts on it)."""
+
+        def quiet() -> bool:
+            namespaces = self.get("/api/v1/namespaces")["items"]
+            pods = self.get("/api/v1/pods")["items"]
+            return not any(
+                (n.get("status") or {}).get("phase") == "Terminating" for n in namespaces
+            ) and not any(p["metadata"].get("deletionTimestamp") for p in pods)
+
+        self.wait_for("earlier tests' namespaces and pods to be gone", quiet, timeout, 0.5)
+
     def vmim_phase(self, namespace: str, name: str) -> str:
         path = (
             f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstancemigrations/{name}"

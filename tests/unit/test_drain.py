@@ -6,7 +6,7 @@ import json
 
 from tests.unit import rules_objects as o
 from webhook.cluster.state import ClusterState
-from webhook.rules.drain import HOLDS, LEFT, MIGRATES, SHUT_DOWN, drain_plan
+from webhook.rules.drain import HOLDS, LEFT, MIGRATES, SHUT_DOWN, contenders, drain_plan
 from webhook.rules.scoring import balanced_allocation, best_nodes, least_allocated, node_score
 
 GI = 2**30
@@ -30,7 +30,16 @@ def test_scores_are_kube_schedulers_least_allocated_plus_balanced_allocation():
     alloc = {"cpu": 16000, "memory": 64 * GI}
     assert least_allocated(alloc, {"cpu": 8000, "memory": 16 * GI}) == (50 + 75) // 2
     assert balanced_allocation(alloc, {"cpu": 8000, "memory": 16 * GI}) == 87  # 1 - |0.5-0.25|/2
-    assert node_score(alloc, {}, {}) == 99 + 99  # a pod without requests counts 100m / 200 MiB
+    # a pod without requests: LeastAllocated counts it as 100m / 200 MiB, and
+    # BalancedAllocation skips it (0 on every node)
+    nonzero = {"cpu": 100, "memory": 200 * 2**20}
+    assert node_score(alloc, {}, {}, {}, nonzero) == 99
+    # LeastAllocated counts the node's pods as NonZeroRequested, BalancedAllocation as written
+    used, counted = {"cpu": 8000, "memory": 16 * GI}, {"cpu": 8000, "memory": 32 * GI}
+    pod = {"cpu": 1000, "memory": GI}
+    assert node_score(alloc, used, counted, pod) == least_allocated(
+        alloc, {"cpu": 9000, "memory": 33 * GI}
+    ) + balanced_allocation(alloc, {"cpu": 9000, "memory": 17 * GI})
     assert best_nodes([("b", 150), ("a", 150), ("c", 120)]) == (["a", "b"], 150)
 
 
@@ -165,3 +174,47 @@ def test_policy_reports_have_a_result_per_vm_and_a_summary():
     assert by_vm["cd"]["result"] == "warn" and "CDROMVolume" in by_vm["cd"]["message"]
     assert reports["b"]["results"][0]["result"] == "skip"
     assert by_namespace(reversed(results)) == reports  # stable: equal input writes nothing
+
+
+def test_contenders_are_the_nodes_a_pod_may_get_when_its_peers_go_first():
+    scores = [("a", 190), ("b", 180), ("c", 180), ("d", 170), ("e", 150)]
+    assert contenders(scores, 0) == {"a"}
+    assert contenders(scores, 1) == {"a", "b", "c"}  # a taken: b or c, at random
+    assert contenders(scores, 2) == {"a", "b", "c"}  # a and b taken: c
+    assert contenders(scores, 3) == {"a", "b", "c", "d"}
+    assert contenders([], 3) == set()
+
+
+def test_a_wave_lists_every_node_its_peers_may_leave_to_each_vm():
+    """Regression (the real stack, after other tests): the first VM of a wave took an
+    alternative, the second landed on a node the plan listed for neither order. Each VM of a
+    wave of two may land on the node ranked second for it, whichever goes first."""
+    objs = [node("node-1", "64Gi"), node("node-2", "40Gi"), node("node-3", "30Gi")]
+    objs += [node("node-4", "20Gi"), o.nad()]
+    objs += vm_on_node_1("a", memory="2Gi") + vm_on_node_1("b", memory="2Gi")
+    plan = drain_plan(ClusterState.from_objects(objs), "node-1")
+    a, b = plan.vms
+    assert (a.target, a.wave, b.wave) == ("node-2", 1, 1)
+    assert b.target == "node-3"  # after a took node-2
+    assert set(a.alternatives) == {"node-3"} and set(b.alternatives) == {"node-2"}
+
+
+def test_least_allocated_counts_containers_without_requests_as_the_scheduler_does():
+    """A node full of pods without requests looks empty to the filters, not to the scores."""
+    objs = [node("node-1", "64Gi"), node("node-2", "32Gi"), node("node-3", "32Gi"), o.nad()]
+    objs += vm_on_node_1("a", memory="1Gi")
+    for i in range(40):  # 40 x (100m, 200 MiB) as LeastAllocated counts them
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"besteffort-{i}", "namespace": "kube-system"},
+                "spec": {"nodeName": "node-2", "containers": [{"name": "c", "image": "x"}]},
+                "status": {"phase": "Running"},
+            }
+        )
+    state = ClusterState.from_objects(objs)
+    assert state.node_requested("node-2") == {}
+    assert state.node_nonzero_requested("node-2") == {"cpu": 4000, "memory": 8000 * 2**20}
+    (a,) = drain_plan(state, "node-1").vms
+    assert a.target == "node-3"

@@ -40,6 +40,27 @@ def test_managed_fields_and_last_applied_dropped_everywhere():
     assert "kubectl.kubernetes.io/last-applied-configuration" not in meta["annotations"]
 
 
+def test_what_the_schedulers_scores_count_is_incremental():
+    """NonZeroRequested: a container without a cpu or memory request counts 100m / 200 MiB."""
+    s = ClusterState()
+    besteffort = o.pod("a", "n1")
+    besteffort["spec"]["containers"] = [{"name": "c"}, {"name": "d", "resources": {}}]
+    s.apply(besteffort)
+    half = o.pod("b", "n1")  # a memory limit stands in for the request; no cpu
+    half["spec"]["containers"][0]["resources"] = {"limits": {"memory": "1Gi"}}
+    s.apply(half)
+    s.apply(o.pod("c", "n1", cpu="1", memory="1Gi"))
+    assert s.node_requested("n1") == {"cpu": 1000, "memory": 2 * GIB}
+    assert s.node_nonzero_requested("n1") == {
+        "cpu": 1000 + 3 * 100,
+        "memory": 2 * GIB + 2 * 200 * 2**20,
+    }
+    s.remove("Pod", "kube-system", "a")
+    s.apply(o.pod("b", "n1", phase="Succeeded"))
+    assert s.node_nonzero_requested("n1") == {"cpu": 1000, "memory": GIB}
+    assert s.node_nonzero_requested("n2") == {"cpu": 0, "memory": 0}
+
+
 def test_node_requested_is_incremental():
     s = ClusterState()
     s.apply(o.pod("a", "n1", cpu="1", memory="1Gi"))

@@ -22,7 +22,13 @@ from typing import Any
 from webhook.errors import InputError
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import PodRef, Term, resolve_term
-from webhook.rules.filters.resources import Resources, is_terminated, pod_requests
+from webhook.rules.filters.resources import (
+    NONZERO_DEFAULTS,
+    Resources,
+    is_terminated,
+    nonzero_requests,
+    pod_requests,
+)
 from webhook.rules.kubevirt_limits import ClusterConfig, cluster_config
 from webhook.rules.node_eligibility import NodeFacts, Usage, read_node
 from webhook.rules.target_pod import CREATED_BY, SourcePod, read_source_pod
@@ -345,6 +351,7 @@ class PodFacts:
     requests: Resources
     anti_terms: tuple[Term, ...]  # its required pod anti-affinity
     source: SourcePod | None = None  # a launcher's part of its VMI's migration target pod
+    nonzero: Resources | None = None  # cpu and memory as the scheduler's scores count them
 
 
 _NO_POD = PodFacts(None, None, {}, ())
@@ -402,6 +409,9 @@ class ClusterState:
         self._pod_facts: dict[Key, PodFacts] = {}
         self._requested: dict[str, dict[str, int]] = {}
         self._pod_count: dict[str, int] = {}
+        # per node, what the scheduler's scores count beyond `_requested` (pods with containers
+        # that request no cpu or memory: rules.filters.resources.nonzero_requests)
+        self._nonzero_extra: dict[str, dict[str, int]] = {}
         self._bound_by_ns: dict[str, dict[str, PodRef]] = {}
         self._created_by: dict[tuple[str, str], dict[str, PodRef]] = {}
         self._anti: dict[tuple[str, str] | None, dict[Key, list[AntiEntry]]] = {}
@@ -500,7 +510,7 @@ class ClusterState:
         anti = tuple(t for t in terms if t is not None)
         requests = _requests(obj)
         source = _source_pod(obj, requests) if launcher is not None else None
-        return PodFacts(launcher, ref, requests, anti, source)
+        return PodFacts(launcher, ref, requests, anti, source, nonzero_requests(obj, requests))
 
     def _differs(self, obj: dict) -> bool:
         """Whether storing `obj` changes what the rules read (the generation's test)."""
@@ -535,6 +545,10 @@ class ClusterState:
                     total[res] = total.get(res, 0) + n
                 self._requested[ref.node] = total
                 self._pod_count[ref.node] = self._pod_count.get(ref.node, 0) + 1
+                if prepared.nonzero is not None:
+                    extra = self._nonzero_extra.setdefault(ref.node, {})
+                    for res, n in prepared.nonzero.items():
+                        extra[res] = extra.get(res, 0) + n - prepared.requests.get(res, 0)
                 self._bound_by_ns.setdefault(ref.namespace, {})[ref.name] = ref
                 creator = ref.labels.get(CREATED_BY)
                 if creator:
@@ -577,6 +591,12 @@ class ClusterState:
                 self._pod_count[ref.node] -= 1
                 if not self._pod_count[ref.node]:
                     del self._pod_count[ref.node]
+                if facts.nonzero is not None:
+                    extra = self._nonzero_extra[ref.node]
+                    for res, n in facts.nonzero.items():
+                        extra[res] -= n - facts.requests.get(res, 0)
+                    if not any(extra.values()):
+                        del self._nonzero_extra[ref.node]
                 _discard(self._bound_by_ns, ref.namespace, ref.name)
                 creator = ref.labels.get(CREATED_BY)
                 if creator:
@@ -677,6 +697,20 @@ class ClusterState:
     def node_requested(self, node_name: str) -> Resources:
         """What the non-terminated pods bound to the node request, per resource."""
         return self.node_usage(node_name)[0]
+
+    def node_nonzero_requested(self, node_name: str) -> Resources:
+        """cpu and memory of the node's pods as kube-scheduler's LeastAllocated score counts them
+        (NodeInfo.NonZeroRequested: a container without a request counts a default)."""
+        with self._lock:
+            requested = self._requested.get(node_name, {})
+            extra = self._nonzero_extra.get(node_name, {})
+            return {r: requested.get(r, 0) + extra.get(r, 0) for r in NONZERO_DEFAULTS}
+
+    def launcher_nonzero_requests(self, ns: str, vmi_name: str) -> Resources | None:
+        """`nonzero_requests` of the VMI's launcher pod: None when it is its requests, or when
+        there is no launcher pod."""
+        _, facts = self._launcher(ns, vmi_name)
+        return facts.nonzero if facts is not None else None
 
     def node_usage(self, node_name: str) -> Usage:
         """(`node_requested`, how many non-terminated pods are bound to the node)."""

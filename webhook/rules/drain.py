@@ -20,7 +20,7 @@ the other nodes are listed as alternatives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from webhook.rules.engine import evaluate_migration
@@ -28,7 +28,7 @@ from webhook.rules.filters.resources import PODS, Resources
 from webhook.rules.kubevirt_limits import kubevirt_configuration
 from webhook.rules.model import Problem, Report, TimeoutSettings
 from webhook.rules.policy import ALL_DENY, Policy
-from webhook.rules.scoring import best_nodes, node_score
+from webhook.rules.scoring import RESOURCES, best_nodes, node_score
 
 if TYPE_CHECKING:
     from webhook.cluster.state import ClusterState
@@ -123,13 +123,44 @@ def _parallelism(cluster_configuration: dict) -> tuple[int, int]:
     )
 
 
-def _requests(state: ClusterState, namespace: str, name: str) -> Resources:
-    """What the VM's target pod asks: its launcher pod's requests (KubeVirt renders the same)."""
+@dataclass(frozen=True)
+class _Asks:
+    """What a VM's target pod asks: its requests, and cpu and memory as the scheduler's scores
+    count them (None: the same)."""
+
+    requests: Resources
+    nonzero: Resources | None
+
+
+def _asks(state: ClusterState, namespace: str, name: str) -> _Asks:
+    """Its launcher pod's (KubeVirt renders the target pod with the same containers), else the
+    VMI's as KubeVirt would render them."""
     _, requests = state.launcher_pod_and_requests(namespace, name)
     if requests is not None:
-        return requests
+        return _Asks(requests, state.launcher_nonzero_requests(namespace, name))
     _, facts = state.vmi_with_facts(namespace, name)
-    return facts.pod.requests if facts is not None else {}
+    requests = facts.pod.requests if facts is not None else {}
+    return _Asks(requests, None)
+
+
+@dataclass
+class _Placed:
+    """What the plan's migrations add to a node: requests (and the pod count), and cpu and
+    memory as the scheduler's scores count them."""
+
+    requests: Resources = field(default_factory=dict)
+    nonzero: Resources = field(default_factory=dict)
+
+    def add(self, asks: _Asks) -> None:
+        for k, v in asks.requests.items():
+            self.requests[k] = self.requests.get(k, 0) + v
+        self.requests[PODS] = self.requests.get(PODS, 0) + 1
+        for k in RESOURCES:
+            v = (asks.nonzero or asks.requests).get(k, 0)
+            self.nonzero[k] = self.nonzero.get(k, 0) + v
+
+    def copy(self) -> _Placed:
+        return _Placed(dict(self.requests), dict(self.nonzero))
 
 
 @dataclass(frozen=True)
@@ -186,14 +217,15 @@ def drain_plan(
     config = cluster_configuration(state)
     per_cluster, per_node = _parallelism(config)
     wave_size = min(per_cluster, per_node)
-    placed: dict[str, Resources] = {}  # node -> what the plan's migrations add to it
-    wave_start: dict[str, Resources] = {}  # `placed` when the current wave began
+    placed: dict[str, _Placed] = {}  # node -> what the plan's migrations add to it
+    wave_start: dict[str, _Placed] = {}  # `placed` when the current wave began
     vmis = sorted(
         (v for v in state.vmis() if ((v.get("status") or {}).get("nodeName")) == node),
         key=lambda v: (v["metadata"].get("namespace", ""), v["metadata"]["name"]),
     )
     planned: list[PlannedVM] = []
-    migrations = 0
+    # per wave, its migrations: (index in `planned`, their scores when the wave began)
+    waves: list[list[tuple[int, list[tuple[str, int]]]]] = []
     for vmi in vmis:
         ns, name = vmi["metadata"].get("namespace", "default"), vmi["metadata"]["name"]
         vm = f"{ns}/{name}"
@@ -213,9 +245,11 @@ def drain_plan(
             )
             planned.append(PlannedVM(vm, strategy, SHUT_DOWN, reasons=(why,)))
             continue
-        if migrations % wave_size == 0:
-            wave_start = {k: dict(v) for k, v in placed.items()}
-        report, best, top = _place(state, ns, name, settings, policy, placed)
+        if not waves or len(waves[-1]) == wave_size:
+            waves.append([])
+            wave_start = {k: v.copy() for k, v in placed.items()}
+        report, scores = _place(state, ns, name, settings, policy, placed)
+        best, top = best_nodes(scores)
         if not best:  # its blockers, else why no node can take it
             reasons = tuple(report.blockers or report.problems())
             if not report.blockers and _place(state, ns, name, settings, policy, {})[1]:
@@ -229,27 +263,46 @@ def drain_plan(
                 )
             planned.append(PlannedVM(vm, strategy, HOLDS, reasons=reasons))
             continue
-        chosen, others = best[0], set(best[1:])
-        if migrations % wave_size:  # KubeVirt may start it before the wave's earlier ones
-            others |= set(_place(state, ns, name, settings, policy, wave_start)[1])
-        extra = placed.setdefault(chosen, {})
-        for k, v in _requests(state, ns, name).items():
-            extra[k] = extra.get(k, 0) + v
-        extra[PODS] = extra.get(PODS, 0) + 1
+        chosen = best[0]
+        placed.setdefault(chosen, _Placed()).add(_asks(state, ns, name))
+        before = (
+            scores if not waves[-1] else _place(state, ns, name, settings, policy, wave_start)[1]
+        )
+        waves[-1].append((len(planned), before))
         planned.append(
             PlannedVM(
                 vm,
                 strategy,
                 MIGRATES,
                 target=chosen,
-                alternatives=tuple(sorted(others - {chosen})),
+                alternatives=tuple(n for n in best[1:]),
                 score=top,
-                wave=migrations // wave_size + 1,
+                wave=len(waves),
                 warnings=tuple(report.all_warnings()),
             )
         )
-        migrations += 1
+    for wave in waves:  # the wave's other migrations may take the better nodes first
+        for index, before in wave:
+            entry = planned[index]
+            others = set(entry.alternatives) | contenders(before, len(wave) - 1)
+            others.discard(entry.target)
+            planned[index] = replace(entry, alternatives=tuple(sorted(others)))
     return DrainPlan(node, tuple(planned), per_cluster, per_node)
+
+
+def contenders(scores: list[tuple[str, int]], peers: int) -> set[str]:
+    """The nodes a pod may be bound to when up to `peers` other pods, scheduled first, may each
+    take one of the nodes scoring above it: those with at most `peers` nodes scoring higher."""
+    ranked = sorted({score for _, score in scores}, reverse=True)
+    if not ranked:
+        return set()
+    # a node with `peers` or fewer nodes above it; nodes of equal score are not above it
+    above: dict[int, int] = {}
+    count = 0
+    for score in ranked:
+        above[score] = count
+        count += sum(1 for _, s in scores if s == score)
+    return {name for name, score in scores if above[score] <= peers}
 
 
 def _place(
@@ -258,32 +311,43 @@ def _place(
     name: str,
     settings: TimeoutSettings,
     policy: Policy,
-    placed: dict[str, Resources],
-) -> tuple[Report, list[str], int]:
-    """(the rule engine's report, the best-scoring eligible nodes, their score) with what the
-    plan `placed` on nodes added to them; no nodes when the migration is denied."""
+    placed: dict[str, _Placed],
+) -> tuple[Report, list[tuple[str, int]]]:
+    """(the rule engine's report, the eligible nodes' scores) with what the plan `placed` on
+    nodes added to them; no nodes when the migration is denied."""
 
     def usage(node: str) -> tuple[Resources, int]:
         requested, pods = state.node_usage(node)
         extra = placed.get(node)
-        if not extra:
+        if extra is None:
             return requested, pods
         merged = dict(requested)
-        for k, v in extra.items():
+        for k, v in extra.requests.items():
             if k != PODS:
                 merged[k] = merged.get(k, 0) + v
-        return merged, pods + extra.get(PODS, 0)
+        return merged, pods + extra.requests.get(PODS, 0)
 
     report = evaluate_migration(
         state, namespace, name, settings=settings, policy=policy, usage=usage
     )
     if report.problems():
-        return report, [], 0
-    pod = _requests(state, namespace, name)
+        return report, []
+    asks = _asks(state, namespace, name)
     scores = []
     for target in report.eligible_nodes:
         facts = state.node_facts(target)
-        if facts is not None:
-            scores.append((target, node_score(facts.allocatable, usage(target)[0], pod)))
-    best, top = best_nodes(scores)
-    return report, best, top
+        if facts is None:
+            continue
+        nonzero = state.node_nonzero_requested(target)
+        extra = placed.get(target)
+        if extra is not None:
+            nonzero = {k: v + extra.nonzero.get(k, 0) for k, v in nonzero.items()}
+        scores.append(
+            (
+                target,
+                node_score(
+                    facts.allocatable, usage(target)[0], nonzero, asks.requests, asks.nonzero
+                ),
+            )
+        )
+    return report, scores

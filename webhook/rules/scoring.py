@@ -17,9 +17,6 @@ from collections.abc import Iterable
 from webhook.rules.filters.resources import CPU, MEMORY, Resources
 
 MAX_NODE_SCORE = 100
-# The scheduler counts a container without requests as asking this much (util.GetNonzeroRequests).
-DEFAULT_MILLI_CPU = 100
-DEFAULT_MEMORY = 200 * 1024 * 1024
 RESOURCES = (CPU, MEMORY)
 
 
@@ -46,13 +43,28 @@ def balanced_allocation(allocatable: Resources, requested: Resources) -> int:
     return int((1 - std) * MAX_NODE_SCORE)
 
 
-def node_score(allocatable: Resources, used: Resources, pod: Resources) -> int:
-    """The two scores for `pod` on a node whose pods request `used` already."""
-    after = {
-        CPU: used.get(CPU, 0) + (pod.get(CPU, 0) or DEFAULT_MILLI_CPU),
-        MEMORY: used.get(MEMORY, 0) + (pod.get(MEMORY, 0) or DEFAULT_MEMORY),
-    }
-    return least_allocated(allocatable, after) + balanced_allocation(allocatable, after)
+def node_score(
+    allocatable: Resources,
+    requested: Resources,
+    nonzero: Resources,
+    pod: Resources,
+    pod_nonzero: Resources | None = None,
+) -> int:
+    """The two scores for a pod requesting `pod` on a node whose pods request `requested`.
+
+    LeastAllocated counts what the scheduler's NonZeroRequested does (`nonzero`, and the pod's
+    `pod_nonzero` when it differs from `pod`: rules.filters.resources.nonzero_requests);
+    BalancedAllocation counts the requests as written, and skips a pod that requests no cpu or
+    memory (scores it 0 everywhere).
+    """
+    counted = pod if pod_nonzero is None else pod_nonzero
+    least = least_allocated(
+        allocatable, {r: nonzero.get(r, 0) + counted.get(r, 0) for r in RESOURCES}
+    )
+    if not any(pod.get(r, 0) for r in RESOURCES):
+        return least
+    after = {r: requested.get(r, 0) + pod.get(r, 0) for r in RESOURCES}
+    return least + balanced_allocation(allocatable, after)
 
 
 def best_nodes(scores: Iterable[tuple[str, int]]) -> tuple[list[str], int]:

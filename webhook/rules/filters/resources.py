@@ -24,6 +24,9 @@ _BYTES = ("memory", "ephemeral-storage")
 _ORDER = {CPU: 0, MEMORY: 1, "ephemeral-storage": 2}
 
 Resources = dict[str, int]
+# What kube-scheduler's scores count for a container without a request (schedutil.DefaultMilliCPURequest,
+# DefaultMemoryRequest); its filters count nothing.
+NONZERO_DEFAULTS: Resources = {CPU: 100, MEMORY: 200 * 1024 * 1024}
 
 
 def amount(resource: str, value: object, ctx: str, path: str) -> int:
@@ -52,17 +55,26 @@ def container_requests(c: dict, ctx: str, path: str) -> Resources:
     return out
 
 
-def pod_requests(pod: dict) -> Resources:
-    """What the scheduler reserves for `pod`, per resource."""
+def pod_requests(pod: dict, missing: Resources | None = None) -> Resources:
+    """What the scheduler reserves for `pod`, per resource; with `missing`, each container that
+    sets no request for one of its resources counts that much of it (the scheduler's
+    NonMissingContainerRequests, see `nonzero_requests`)."""
     ctx = a.describe(pod, "Pod")
+
+    def requests(c: dict, path: str) -> Resources:
+        req = container_requests(c, ctx, path)
+        for name, value in (missing or {}).items():
+            req.setdefault(name, value)
+        return req
+
     total: Resources = {}
     for i, c in a.dicts(pod, "spec.containers", ctx):
-        _add(total, container_requests(c, ctx, f"spec.containers[{i}]"))
+        _add(total, requests(c, f"spec.containers[{i}]"))
     sidecars: Resources = {}
     init: Resources = {}
     for i, c in a.dicts(pod, "spec.initContainers", ctx):
         path = f"spec.initContainers[{i}]"
-        req = container_requests(c, ctx, path)
+        req = requests(c, path)
         if a.get(c, "restartPolicy", str, ctx, None, path) == "Always":
             _add(sidecars, req)
         else:
@@ -74,6 +86,30 @@ def pod_requests(pod: dict) -> Resources:
     for name, value in a.get(pod, "spec.overhead", dict, ctx, {}).items():
         _add(total, {name: amount(name, value, ctx, f"spec.overhead.{name}")})
     return total
+
+
+def nonzero_requests(pod: dict, requests: Resources) -> Resources | None:
+    """The pod's cpu and memory as kube-scheduler's LeastAllocated score counts them
+    (framework.PodInfo.CalculateResource, Non0CPU/Non0Mem): a container without a cpu request
+    asks 100m, one without a memory request 200 MiB. None when that is `requests` already."""
+    if _every_container_requests_cpu_and_memory(pod):
+        return None
+    counted = pod_requests(pod, NONZERO_DEFAULTS)
+    nonzero = {r: counted.get(r, 0) for r in NONZERO_DEFAULTS}
+    if all(nonzero[r] == requests.get(r, 0) for r in NONZERO_DEFAULTS):
+        return None
+    return nonzero
+
+
+def _every_container_requests_cpu_and_memory(pod: dict) -> bool:
+    """The common case, cheaply (the pod was read by `pod_requests` already)."""
+    spec = pod.get("spec") or {}
+    for c in (*(spec.get("containers") or ()), *(spec.get("initContainers") or ())):
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if not all(r in req or r in lim for r in NONZERO_DEFAULTS):
+            return False
+    return True
 
 
 def is_terminated(pod: dict) -> bool:
