@@ -368,27 +368,30 @@ def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
 
 
 AntiEntry = tuple[PodRef, Term]
-# pod_requests of the shared parts it reads (slim keeps equal containers once): the parts, kept
-# alive by the entry so their ids stay theirs, and the requests (never modified)
-_REQUESTS: dict[tuple[int, int, int], tuple[Any, Any, Any, Resources]] = {}
+# pod_requests and nonzero_requests of the shared parts they read (slim keeps equal containers
+# once): the parts, kept alive by the entry so their ids stay theirs, and the results (never
+# modified)
+_REQUESTS: dict[tuple[int, int, int], tuple[Any, Any, Any, Resources, Resources | None]] = {}
 _REQUESTS_MAX = 4096
 
 
-def _requests(pod: dict) -> Resources:
-    """`pod_requests(pod)`, computed once for all the pods whose containers, init containers
-    and overhead are the same shared objects."""
+def _requests(pod: dict) -> tuple[Resources, Resources | None]:
+    """`pod_requests(pod)` and `nonzero_requests`, computed once for all the pods whose
+    containers, init containers and overhead are the same shared objects."""
     spec = pod.get("spec")
     if type(spec) is not dict:
-        return pod_requests(pod)
+        requests = pod_requests(pod)
+        return requests, nonzero_requests(pod, requests)
     parts = spec.get("containers"), spec.get("initContainers"), spec.get("overhead")
     key = (id(parts[0]), id(parts[1]), id(parts[2]))
     found = _REQUESTS.get(key)
     if found is not None and all(x is y for x, y in zip(found, parts, strict=False)):
-        return found[3]
+        return found[3], found[4]
     requests = pod_requests(pod)  # raises for a malformed pod: nothing remembered
+    nonzero = nonzero_requests(pod, requests)
     if len(_REQUESTS) < _REQUESTS_MAX and all(_is_shared(p) for p in parts):
-        _REQUESTS[key] = (*parts, requests)
-    return requests
+        _REQUESTS[key] = (*parts, requests, nonzero)
+    return requests, nonzero
 
 
 def _is_shared(part: Any) -> bool:
@@ -508,9 +511,9 @@ class ClusterState:
         terms = [resolve_term(t, ns, labels) for _, t in a.dicts(obj, ANTI_AFFINITY_PATH, ctx)]
         ref = PodRef(ns, name, labels, node) if node else None
         anti = tuple(t for t in terms if t is not None)
-        requests = _requests(obj)
+        requests, nonzero = _requests(obj)
         source = _source_pod(obj, requests) if launcher is not None else None
-        return PodFacts(launcher, ref, requests, anti, source, nonzero_requests(obj, requests))
+        return PodFacts(launcher, ref, requests, anti, source, nonzero)
 
     def _differs(self, obj: dict) -> bool:
         """Whether storing `obj` changes what the rules read (the generation's test)."""
