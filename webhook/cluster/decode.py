@@ -39,6 +39,15 @@ class _Meta(TypedDict, total=False):
     finalizers: Any
 
 
+class _PodMeta(TypedDict, total=False):
+    """What `state._slim_pod` reads of a pod's metadata (annotations: checked, then dropped)."""
+
+    name: Any
+    namespace: Any
+    labels: Any
+    annotations: Any
+
+
 class _Container(TypedDict, total=False):
     """What `state._slim_pod` keeps of a container."""
 
@@ -67,7 +76,7 @@ class _PodStatus(TypedDict, total=False):
 class _Pod(TypedDict, total=False):
     apiVersion: Any
     kind: Any
-    metadata: _Meta
+    metadata: _PodMeta
     spec: _PodSpec
     status: _PodStatus
 
