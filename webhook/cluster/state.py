@@ -194,9 +194,9 @@ class _Parts:
         self.kept: dict[Any, Any] = {}
         self.seen: set[Any] = set()
 
-    def share(self, value: Any) -> Any:
+    def share(self, value: Any, frozen: Any = _frozen) -> Any:
         try:
-            key = _frozen(value)
+            key = frozen(value)
             found = self.kept.get(key)
         except TypeError:  # an unhashable value in a malformed field: its own copy
             return _compact(value)
@@ -212,15 +212,36 @@ class _Parts:
             self.seen.add(key)
         return value
 
-    def holds(self, part: Any) -> bool:
+    def holds(self, part: Any, frozen: Any = _frozen) -> bool:
         """Whether `part` is one this table keeps."""
         try:
-            return self.kept.get(_frozen(part)) is part
+            return self.kept.get(frozen(part)) is part
         except TypeError:
             return False
 
 
 _CONTAINERS, _LABELS, _SMALL = _Parts(), _Parts(), _Parts()
+
+
+def _containers_key(items: list[dict]) -> tuple:
+    """`_frozen` of a slim pod's containers (`_slim_pod` builds them: maps of a name, maybe
+    resources with requests and limits, maybe a restart policy), without its recursion."""
+    out: list[Any] = []
+    for item in items:
+        res = item.get("resources")
+        out.append(
+            (
+                _frozen(item["name"]),
+                _frozen(item["restartPolicy"]) if "restartPolicy" in item else None,
+                None
+                if res is None
+                else (
+                    _frozen(res["requests"]) if "requests" in res else None,
+                    _frozen(res["limits"]) if "limits" in res else None,
+                ),
+            )
+        )
+    return tuple(out)
 
 
 def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
@@ -240,7 +261,7 @@ def _slim_pod(pod: dict, meta: dict, ctx: str) -> Slim:
             if c.get("restartPolicy") is not None:
                 item["restartPolicy"] = c["restartPolicy"]
             out.append(item)
-        return _CONTAINERS.share(out)
+        return _CONTAINERS.share(out, _containers_key)
 
     slim_spec: dict = {"containers": containers("containers")}
     if spec.get("initContainers"):
@@ -396,7 +417,11 @@ def _requests(pod: dict) -> tuple[Resources, Resources | None]:
 
 def _is_shared(part: Any) -> bool:
     """Whether `part` is a kept part (or absent): only those are worth remembering."""
-    return part is None or _CONTAINERS.holds(part) or _SMALL.holds(part)
+    if part is None:
+        return True
+    if type(part) is list:
+        return _CONTAINERS.holds(part, _containers_key)
+    return _SMALL.holds(part)
 
 
 class ClusterState:
