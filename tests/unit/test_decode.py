@@ -87,3 +87,17 @@ def test_pods_share_equal_parts_and_requests():
     state.remove(POD, bo.NAMESPACE, "app-5")
     assert state.node_requested("node-5") == {}
     assert state.node_requested("node-6") == {"cpu": 125, "memory": 256 << 20}
+
+
+def test_vmis_of_one_template_share_their_spec_parts():
+    state = ClusterState()
+    for i in range(20, 24):
+        state.apply(bo.vmi(i, 10))
+    vmis = [state.vmi(bo.NAMESPACE, f"vm-{i}") for i in range(20, 24)]
+    devices = {id(v["spec"]["domain"]["devices"]) for v in vmis[1:]}
+    assert len(devices) == 1  # a part is kept once seen twice
+    firmware = {v["spec"]["domain"]["firmware"]["uuid"] for v in vmis}
+    assert len(firmware) == 4  # what differs stays each VMI's own
+    assert vmis[0]["spec"] == {**bo.vmi(20, 10)["spec"]}
+    evaluate = state.vmi_with_facts(bo.NAMESPACE, "vm-23")
+    assert evaluate[1] is not None

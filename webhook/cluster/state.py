@@ -146,7 +146,30 @@ def slim(obj: dict) -> Slim:
         out["status"] = {k: status[k] for k in _NODE_STATUS_KEPT if k in status}
     elif kind == VMI and isinstance(status, dict):
         out["status"] = {k: v for k, v in status.items() if k not in _VMI_STATUS_DROPPED}
-    return _compact_top(out)
+    slimmed = _compact_top(out)
+    if kind == VMI:
+        _share_vmi_parts(slimmed)
+    return slimmed
+
+
+# Parts of a VMI's spec that VMs made from one template have equal (a VM's own names are in its
+# metadata, volumes and firmware): kept once for all of them (`_Parts`), in the new copy.
+_VMI_SPEC_PARTS = ("networks", "tolerations", "affinity", "nodeSelector")
+_VMI_DOMAIN_PARTS = ("devices", "resources", "cpu", "memory", "features", "machine", "clock")
+
+
+def _share_vmi_parts(vmi: dict) -> None:
+    spec = vmi.get("spec")
+    if type(spec) is not dict:
+        return
+    for key in _VMI_SPEC_PARTS:
+        if key in spec:
+            spec[key] = _VMI_PARTS.share(spec[key])
+    domain = spec.get("domain")
+    if type(domain) is dict:  # a map of its own (`_compact_top` made it): its parts are shared
+        for key in _VMI_DOMAIN_PARTS:
+            if key in domain:
+                domain[key] = _VMI_PARTS.share(domain[key])
 
 
 def _compact_top(obj: dict) -> Slim:
@@ -182,17 +205,17 @@ def _frozen(value: Any) -> Any:
 
 
 class _Parts:
-    """One compacted copy of each equal part of pods (their containers' names and resources,
-    their labels, phase and overhead) for all the pods that have it: the pods of one Deployment,
-    or the launchers of VMs of one size, differ in names, node and a few labels. A part is kept
-    once it is seen a second time (a launcher's labels, unique to its VM, never are), at most
-    `limit` of them; past that each pod keeps its own copy. Parts are never modified (the
-    state's objects are read-only)."""
+    """One compacted copy of each equal part (a pod's containers with their resources, labels,
+    phase and overhead; a VMI's devices, networks, resources...) for all the objects that have
+    it: the pods of one Deployment, or the launchers and VMIs of VMs of one template, differ in
+    names, node and a few labels. A part is kept once it is seen a second time (a launcher's
+    labels, unique to its VM, never are), at most `limit` of them; past that each object keeps
+    its own copy. Parts are never modified (the state's objects are read-only)."""
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
         self.kept: dict[Any, Any] = {}
-        self.seen: set[Any] = set()
+        self.seen: set[int] = set()
 
     def share(self, value: Any, frozen: Any = _frozen) -> Any:
         try:
@@ -203,13 +226,14 @@ class _Parts:
         if found is not None:
             return found
         value = _compact(value)
-        if key in self.seen:
+        seen = hash(key)  # the hash only: a unique part's key is not kept alive by the table
+        if seen in self.seen:
             if len(self.kept) < self.limit:
                 self.kept.setdefault(key, value)
         else:
             if len(self.seen) >= 4 * self.limit:
                 self.seen.clear()
-            self.seen.add(key)
+            self.seen.add(seen)
         return value
 
     def holds(self, part: Any, frozen: Any = _frozen) -> bool:
@@ -220,7 +244,7 @@ class _Parts:
             return False
 
 
-_CONTAINERS, _LABELS, _SMALL = _Parts(), _Parts(), _Parts()
+_CONTAINERS, _LABELS, _SMALL, _VMI_PARTS = _Parts(), _Parts(), _Parts(), _Parts()
 
 
 def _containers_key(items: list[dict]) -> tuple:
