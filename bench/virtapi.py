@@ -76,34 +76,7 @@ class VirtApi:
         self.plane = plane
 
     def start(self, configuration: dict) -> VirtApi:
-        stack, plane = self.stack, self.plane
-        api = plane.api_client()
-        kubevirt._ensure(api, "/api/v1/namespaces", {"metadata": {"name": kubevirt.NAMESPACE}})
-        stack._create_kubevirt_cr(api, configuration)
-        certs = plane.workdir / "virt-api-certs"
-        certs.mkdir(exist_ok=True)
-        names = ("virt_api_cert", "virt_api_key")
-        for name in names:
-            (certs / plane.pki[name].name).write_bytes(plane.pki[name].read_bytes())
-        cert, key = (certs / plane.pki[n].name for n in names)
-        stack.virt_api_port = kubevirt._free_port()
-        proc = stack._supervise(
-            "virt-api",
-            [
-                str(stack.root / "bin" / "virt-api"),
-                f"--kubeconfig={stack._kubeconfig(kubevirt.APISERVER)}",
-                "--listen=127.0.0.1",
-                f"--port={stack.virt_api_port}",
-                f"--tls-cert-file={cert}",
-                f"--tls-key-file={key}",
-            ],
-        )
-        kubevirt._wait(
-            lambda: kubevirt._tls_answers(stack.virt_api_port, plane.ca_file),
-            "virt-api serving TLS",
-            proc,
-        )
-        stack._register_virt_api_webhooks(api)
+        self.stack.start_kubevirt(configuration, with_controller=False)
         return self
 
     @property

@@ -164,7 +164,12 @@ class KubeVirtStack:
             ],
         )
 
-    def start_kubevirt(self, configuration: dict | None = None) -> None:
+    def start_kubevirt(
+        self, configuration: dict | None = None, *, with_controller: bool = True
+    ) -> None:
+        """virt-api (its webhooks registered) and, unless `with_controller` is False,
+        virt-controller (a benchmark of virt-api alone runs VMIs without launcher pods, which
+        virt-controller would fail)."""
         api = self.plane.api_client()
         _ensure(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
         self._create_kubevirt_cr(api, configuration or DEFAULT_CONFIGURATION)
@@ -187,30 +192,32 @@ class KubeVirtStack:
                 f"--tls-key-file={key}",
             ],
         )
-        self._supervise(
-            "virt-controller",
-            [
-                str(self.root / "bin" / "virt-controller"),
-                f"--kubeconfig={self._kubeconfig(CONTROLLER)}",
-                "--listen=127.0.0.1",
-                f"--port={_free_port()}",
-                f"--launcher-image={LAUNCHER_IMAGE}",
-                "--leader-elect-lease-duration=4s",
-                "--leader-elect-renew-deadline=3s",
-                "--leader-elect-retry-period=1s",
-            ],
-        )
+        if with_controller:
+            self._supervise(
+                "virt-controller",
+                [
+                    str(self.root / "bin" / "virt-controller"),
+                    f"--kubeconfig={self._kubeconfig(CONTROLLER)}",
+                    "--listen=127.0.0.1",
+                    f"--port={_free_port()}",
+                    f"--launcher-image={LAUNCHER_IMAGE}",
+                    "--leader-elect-lease-duration=4s",
+                    "--leader-elect-renew-deadline=3s",
+                    "--leader-elect-retry-period=1s",
+                ],
+            )
         _wait(
             lambda: _tls_answers(self.virt_api_port, self.plane.ca_file),
             "virt-api serving TLS",
             virt_api,
         )
         self._register_virt_api_webhooks(api)
-        _wait(
-            lambda: _lease_held(api, NAMESPACE, "virt-controller"),
-            "virt-controller holding its Lease",
-            self.processes["virt-controller"],
-        )
+        if with_controller:
+            _wait(
+                lambda: _lease_held(api, NAMESPACE, "virt-controller"),
+                "virt-controller holding its Lease",
+                self.processes["virt-controller"],
+            )
 
     def _create_kubevirt_cr(self, api, configuration: dict) -> None:
         body = {

@@ -275,7 +275,7 @@ def drain_plan(
                 strategy,
                 MIGRATES,
                 target=chosen,
-                alternatives=tuple(n for n in best[1:]),
+                alternatives=tuple(best[1:]),
                 score=top,
                 wave=len(waves),
                 warnings=tuple(report.all_warnings()),
@@ -293,16 +293,12 @@ def drain_plan(
 def contenders(scores: list[tuple[str, int]], peers: int) -> set[str]:
     """The nodes a pod may be bound to when up to `peers` other pods, scheduled first, may each
     take one of the nodes scoring above it: those with at most `peers` nodes scoring higher."""
-    ranked = sorted({score for _, score in scores}, reverse=True)
+    ranked = sorted((score for _, score in scores), reverse=True)
     if not ranked:
         return set()
-    # a node with `peers` or fewer nodes above it; nodes of equal score are not above it
-    above: dict[int, int] = {}
-    count = 0
-    for score in ranked:
-        above[score] = count
-        count += sum(1 for _, s in scores if s == score)
-    return {name for name, score in scores if above[score] <= peers}
+    # the lowest score that still has at most `peers` nodes above it (ties are not above)
+    floor = ranked[min(peers, len(ranked) - 1)]
+    return {name for name, score in scores if score >= floor}
 
 
 def _place(
