@@ -16,7 +16,7 @@ from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, Usage, evaluate_node, read_node
 from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
-from webhook.rules.target import migration_target
+from webhook.rules.target import added_node_selector, migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, render_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
@@ -87,7 +87,13 @@ def migration_timeouts(
     KubeVirt's own limits, from the cached KubeVirt CR, policies and namespace labels
     (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps migration-guard's
     alone, with a note. `facts`: the VMI's VMIFacts when the caller has them."""
-    timeouts = compute_timeouts(vmi, settings, vm, data=facts.data_bytes if facts else None)
+    timeouts = compute_timeouts(
+        vmi,
+        settings,
+        vm,
+        data=facts.data_bytes if facts else None,
+        overrides=facts.overrides if facts else None,
+    )
     namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
     try:
         out = kubevirt_timeouts(
@@ -177,8 +183,9 @@ def _evaluate(
     vm_ref = f"{namespace}/{vmi_name}"
     vmi, vf = state.vmi_with_facts(namespace, vmi_name)
     side = decentralized_side(vmim)
+    added = added_node_selector(vmim)
     if target is None and vmim is not None and side is None:
-        target = migration_target(vmim, vmi)
+        target = migration_target(vmim, vmi, added)
     if vmi is None:
         return Report(vm_ref, None, target, (vmi_missing(vm_ref),), (), None, nodes_evaluated=False)
 
@@ -205,7 +212,9 @@ def _evaluate(
         )
     launcher, launcher_facts = state.launcher_pod_and_facts(namespace, vmi_name)
     source_node = _source_node(state, source)
-    pod = render_pod(vmi, vmim, launcher, source_node, vf.pod if vf else None, launcher_facts)
+    pod = render_pod(
+        vmi, vmim, launcher, source_node, vf.pod if vf else None, launcher_facts, added
+    )
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
     node_ctx = NodeContext(

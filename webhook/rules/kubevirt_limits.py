@@ -360,6 +360,30 @@ def kubevirt_timeouts(
     takes them; `data`: `kubevirt_data_bytes(vmi)` when the caller has it (VMIFacts)."""
     eff = effective_config(vmi, kubevirts, policies, namespace_labels, migration_uid)
     data_bytes, data_notes = data if data is not None else kubevirt_data_bytes(vmi)
+    if not isinstance(kubevirts, ClusterConfig) or eff is not kubevirts.unchanged:
+        return _with_kubevirt(guard, eff, data_bytes, data_notes)
+    # The common case (no policy, no migration in flight) depends on the cluster's configuration
+    # and the VM's size alone: the Timeouts of equal inputs are made once (VMs come in a few sizes).
+    key = (id(eff), guard, data_bytes, *data_notes)
+    found = _UNCHANGED.get(key)
+    if found is not None and found[0] is eff:
+        return found[1]
+    out = _with_kubevirt(guard, eff, data_bytes, data_notes)
+    if len(_UNCHANGED) >= _UNCHANGED_MAX:
+        _UNCHANGED.clear()
+    _UNCHANGED[key] = (eff, out)
+    return out
+
+
+# Timeouts by (the cluster's unchanged Effective, guard Timeouts, data, notes); the Effective is
+# kept with them, so its id is not reused while its entry lives. Read-only, bounded.
+_UNCHANGED: dict[tuple, tuple[Effective, Timeouts]] = {}
+_UNCHANGED_MAX = 1024
+
+
+def _with_kubevirt(
+    guard: Timeouts, eff: Effective, data_bytes: int, data_notes: list[str]
+) -> Timeouts:
     gb = -(-data_bytes // GB)
     cfg = eff.config
     completion = cfg.completion_per_gib * gb

@@ -13,11 +13,21 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 TARGET_ANNOTATION = "harvesterhci.io/migrationTargetNodeName"
 
 
-def migration_target(vmim: dict | None, vmi: dict | None) -> str | None:
-    """The requested target node name, or None for "any eligible node"."""
+def added_node_selector(vmim: dict | None) -> dict[str, str]:
+    """The VMIM's `spec.addedNodeSelector` (empty without a VMIM)."""
+    if vmim is None:
+        return {}
+    ctx = a.describe(vmim, "VirtualMachineInstanceMigration")
+    return a.str_map(vmim, "spec.addedNodeSelector", ctx)
+
+
+def migration_target(
+    vmim: dict | None, vmi: dict | None, added: dict[str, str] | None = None
+) -> str | None:
+    """The requested target node name, or None for "any eligible node". `added`: the VMIM's
+    `added_node_selector` when the caller has it."""
     if vmim is not None:
-        ctx = a.describe(vmim, "VirtualMachineInstanceMigration")
-        selector = a.str_map(vmim, "spec.addedNodeSelector", ctx)
+        selector = added if added is not None else added_node_selector(vmim)
         if selector.get(HOSTNAME_LABEL):
             return selector[HOSTNAME_LABEL]
     if vmi is not None:

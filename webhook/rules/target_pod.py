@@ -38,7 +38,7 @@ from webhook.rules.filters.pod_affinity import Term, resolve_term
 from webhook.rules.filters.resources import Resources, amount, pod_requests
 from webhook.rules.filters.taints import with_default_tolerations
 from webhook.rules.model import Problem
-from webhook.rules.target import HOSTNAME_LABEL
+from webhook.rules.target import HOSTNAME_LABEL, added_node_selector
 
 SCHEDULABLE = "kubevirt.io/schedulable"
 ARCH = "kubernetes.io/arch"
@@ -330,11 +330,6 @@ def _host_model(pod: SourcePod | None, source: SourceNode) -> tuple[dict[str, st
     return source.host_model, False
 
 
-def _migration_selector(vmim: dict | None) -> dict[str, str]:
-    """The VMIM's `spec.addedNodeSelector` (empty without a VMIM)."""
-    return a.str_map(vmim, "spec.addedNodeSelector", a.describe(vmim, "Migration")) if vmim else {}
-
-
 def render_pod(
     vmi: dict,
     vmim: dict | None,
@@ -342,13 +337,15 @@ def render_pod(
     source: SourceNode | None,
     vmi_pod: VMIPod | None = None,
     pod_facts: SourcePod | None = None,
+    added: dict[str, str] | None = None,
 ) -> TargetPod:
     """The target pod of migrating `vmi` with `vmim`.
 
     `source_pod`: the VMI's virt-launcher pod (None: rendered from the VMI); `source`: the node
     the VMI runs on (None: unknown, so the host-model and vendor entries cannot be added and are
     not judged); `vmi_pod` and `pod_facts`: `read_vmi_pod(vmi)` and `read_source_pod(source_pod)`
-    when the caller has them (VMIFacts, ClusterState's pod facts).
+    when the caller has them (VMIFacts, ClusterState's pod facts); `added`: the VMIM's
+    `added_node_selector` when the caller has it.
 
     The VMIM's addedNodeSelector keys are added where the pod sets none (the VMI's value wins).
     KubeVirt adds them before the host-model and vendor entries: host-model entries overwrite
@@ -359,7 +356,8 @@ def render_pod(
     p = pod_facts
     if p is None and source_pod is not None:
         p = read_source_pod(source_pod)
-    added = _migration_selector(vmim)
+    if added is None:
+        added = added_node_selector(vmim)
     from_pod = p.from_config if p is not None else {}
     selector = {**v.head[0], **from_pod, **v.tail[0]}
     origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}

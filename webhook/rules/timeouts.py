@@ -78,6 +78,17 @@ def _override(objs: list[tuple[str, dict | None]], key: str, strict: bool) -> in
     return None
 
 
+Overrides = tuple[int | None, int | None]  # (completion per GiB, progress seconds); None: not set
+
+
+def vmi_overrides(vmi: dict) -> Overrides:
+    """The VMI's own override annotations as the engine reads them (malformed: ignored)."""
+    source = [(a.describe(vmi, "VirtualMachineInstance"), vmi)]
+    return _override(source, COMPLETION_ANNOTATION, False), _override(
+        source, PROGRESS_ANNOTATION, False
+    )
+
+
 def data_bytes(vmi: dict) -> int:
     """What a migration of `vmi` copies: guest memory, plus the disks of a BlockMigration."""
     return memory_data_bytes(vmi) + block_migration_bytes(vmi)
@@ -90,20 +101,29 @@ def compute_timeouts(
     *,
     strict: bool = False,
     data: int | None = None,
+    overrides: Overrides | None = None,
 ) -> Timeouts:
     """The deadlines for `vmi`; annotations on the VMI win over the VM's, both over `settings`.
 
-    `data`: `data_bytes(vmi)` when the caller has it already (ClusterState.vmi_facts).
+    `data` and `overrides`: `data_bytes(vmi)` and `vmi_overrides(vmi)` when the caller has them
+    (VMIFacts; not with `strict`, which names a malformed VMI annotation).
     """
     if data is None:
         data = data_bytes(vmi)
     gib = max(1, -(-data // GIB))
-    sources = [
-        (a.describe(vmi, "VirtualMachineInstance"), vmi),
-        (a.describe(vm, "VirtualMachine"), vm),
-    ]
-    per_gib = _override(sources, COMPLETION_ANNOTATION, strict)
-    progress = _override(sources, PROGRESS_ANNOTATION, strict)
+    if overrides is None or strict:
+        sources = [
+            (a.describe(vmi, "VirtualMachineInstance"), vmi),
+            (a.describe(vm, "VirtualMachine"), vm),
+        ]
+        per_gib = _override(sources, COMPLETION_ANNOTATION, strict)
+        progress = _override(sources, PROGRESS_ANNOTATION, strict)
+    else:
+        per_gib, progress = overrides
+        if vm is not None and (per_gib is None or progress is None):
+            from_vm = [(a.describe(vm, "VirtualMachine"), vm)]
+            per_gib = per_gib or _override(from_vm, COMPLETION_ANNOTATION, False)
+            progress = progress or _override(from_vm, PROGRESS_ANNOTATION, False)
     return Timeouts(
         data_bytes=data,
         data_gib=gib,

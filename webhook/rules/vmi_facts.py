@@ -15,7 +15,7 @@ from webhook.rules.harvester import NetworkRef, multus_networks
 from webhook.rules.kubevirt_limits import kubevirt_data_bytes
 from webhook.rules.model import Problem
 from webhook.rules.target_pod import VMIPod, read_vmi_pod
-from webhook.rules.timeouts import data_bytes
+from webhook.rules.timeouts import Overrides, data_bytes, vmi_overrides
 from webhook.rules.vm_blockers import vmi_blockers
 
 
@@ -28,6 +28,7 @@ class VMIFacts:
     pod: VMIPod  # target_pod.read_vmi_pod(vmi): the VMI's part of its migration target pod
     kubevirt_data: tuple[int, list[str]]  # kubevirt_limits.kubevirt_data_bytes(vmi)
     networks: tuple[NetworkRef, ...]  # harvester.multus_networks(vmi)
+    overrides: Overrides  # timeouts.vmi_overrides(vmi)
 
 
 def read_vmi(vmi: dict) -> VMIFacts:
@@ -39,4 +40,5 @@ def read_vmi(vmi: dict) -> VMIFacts:
         read_vmi_pod(vmi),
         kubevirt_data_bytes(vmi),
         multus_networks(vmi),
+        vmi_overrides(vmi),
     )
