@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
         log("start-up at scale (kube-apiserver filled, then the webhook started) ...")
         figures += bench_startup(args.quick, log)
+    if "retrystorm" in selected:
+        from bench.retrystorm import bench_retrystorm
+
+        log("a retry storm (KubeVirt's workload updater, virt-api, virt-controller, gunicorn) ...")
+        figures += bench_retrystorm(args.quick, log)
 
     write_results(figures, args.output, keep_others_of=set(PREFIXES) - selected)
     print(f"machine: {machine()}")

@@ -13,7 +13,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PREFIXES = ("admission", "lookup", "enforcer", "memory", "kubectl", "drain", "virtapi", "startup")
+PREFIXES = (
+    "admission",
+    "lookup",
+    "enforcer",
+    "memory",
+    "kubectl",
+    "drain",
+    "virtapi",
+    "startup",
+    "retrystorm",
+)
 BETTER = ("lower", "higher")
 
 

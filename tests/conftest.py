@@ -11,18 +11,9 @@ import pytest
 
 from tests.harness.controlplane import ControlPlane, running_controlplane
 from tests.harness.enforcers import Enforcers
-from tests.harness.kubevirt_cluster import (
-    NODE_MEMORY,
-    NODES,
-    READY_TIMEOUT_S,
-    KubeVirtCluster,
-    node_ready,
-)
-from tests.harness.nodes import harvester_node
+from tests.harness.kubevirt_cluster import KubeVirtCluster, running_kubevirt_cluster
 from tests.harness.prometheus import Prometheus, running_prometheus
-from tests.harness.virt_handler import VirtHandler
 from tests.webhook_process import WebhookProcess, running_webhook
-from webhook.cluster.kubeapi import call
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +33,8 @@ def namespace(controlplane: ControlPlane) -> str:
 
 @pytest.fixture(scope="session")
 def kubevirt_cluster() -> Iterator[KubeVirtCluster]:
-    with running_controlplane(kubevirt_profile=True) as plane:
-        api = plane.api_client()
-        for name in NODES:
-            call(api, "POST", "/api/v1/nodes", harvester_node(name, memory=NODE_MEMORY))
-        handler = VirtHandler(plane).start()
-        cluster = KubeVirtCluster(plane, handler, NODES)
-        for name in NODES:
-            cluster.wait_for(
-                f"node {name} Ready without taints",
-                lambda n=name: node_ready(cluster.get(f"/api/v1/nodes/{n}")),
-                READY_TIMEOUT_S,
-            )
-        try:
-            yield cluster
-        finally:
-            handler.stop()
+    with running_kubevirt_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

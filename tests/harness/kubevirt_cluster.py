@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.harness.controlplane import ControlPlane
+from tests.harness.controlplane import ControlPlane, running_controlplane
+from tests.harness.nodes import harvester_node
 from tests.harness.virt_handler import VirtHandler
 from webhook.cluster.kubeapi import KubeError, call
 
@@ -109,6 +110,28 @@ class KubeVirtCluster:
         return self.get(
             f"/api/v1/namespaces/{meta['namespace']}/pods?labelSelector=kubevirt.io/created-by={meta['uid']}"
         ).get("items", [])
+
+
+@contextlib.contextmanager
+def running_kubevirt_cluster() -> Iterator[KubeVirtCluster]:
+    """The KubeVirt profile with the Harvester-like `NODES` Ready and the stand-in running;
+    stopped on exit."""
+    with running_controlplane(kubevirt_profile=True) as plane:
+        api = plane.api_client()
+        for name in NODES:
+            call(api, "POST", "/api/v1/nodes", harvester_node(name, memory=NODE_MEMORY))
+        handler = VirtHandler(plane).start()
+        cluster = KubeVirtCluster(plane, handler, NODES)
+        try:
+            for name in NODES:
+                cluster.wait_for(
+                    f"node {name} Ready without taints",
+                    lambda n=name: node_ready(cluster.get(f"/api/v1/nodes/{n}")),
+                    READY_TIMEOUT_S,
+                )
+            yield cluster
+        finally:
+            handler.stop()
 
 
 def node_ready(node: dict) -> bool:
