@@ -1,18 +1,21 @@
 """The benchmark's server: `migration-guard webhook` exactly, plus a no-op AdmissionReview echo.
 
-The echo route lives in the same Flask app, gunicorn worker and TLS stack as /validate, so the
-admission figures compare the decision's cost against everything around it. It parses the body
-and answers with the request's uid, as the cheapest correct webhook would.
+The echo route lives in the same Flask app, gunicorn worker and TLS stack as /validate, and reads
+and answers reviews as /validate does (`review.read_review`, `review_response`), so the admission
+figures compare the decision's cost against everything around it. It answers with the request's
+uid, allowed, as the cheapest correct webhook would.
 Run: `python -m bench.server <migration-guard webhook flags>`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from flask import Flask, jsonify, request
+
+from webhook.admission.review import read_review
+from webhook.admission.server import review_response
 
 ECHO_PATH = "/bench/echo"
 
@@ -22,14 +25,12 @@ def register_echo(app: Flask, _cache: Any, _settings: Any) -> None:
 
     @app.post(ECHO_PATH)
     def echo() -> Any:
-        body = json.loads(request.get_data(cache=False))
-        uid = body["request"]["uid"]
-        return jsonify(
-            {
-                "apiVersion": body["apiVersion"],
-                "kind": "AdmissionReview",
-                "response": {"uid": uid, "allowed": True},
-            }
+        req = read_review(request.get_data(cache=False))
+        if req is None:
+            return jsonify({"error": "BadRequest"}), 400
+        answer = {"uid": req.uid, "allowed": True}
+        return review_response(
+            {"apiVersion": req.api_version, "kind": "AdmissionReview", "response": answer}
         )
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from webhook.errors import InputError
 from webhook.rules.model import KUBEVIRT, SAME, Problem, Report, Timeouts
 
@@ -101,6 +103,72 @@ def parse_review(body: Any) -> ReviewRequest:
         object=obj,
         dry_run=bool(_field(req, "dryRun", bool, "request", False)),
         username=_field(user, "username", str, "request.userInfo", False) or "",
+    )
+
+
+class _Kind(msgspec.Struct):
+    kind: str
+    group: str = ""
+
+
+class _Resource(msgspec.Struct):
+    resource: str = ""
+
+
+class _User(msgspec.Struct):
+    username: str = ""
+
+
+class _Request(msgspec.Struct):
+    uid: str
+    operation: str
+    kind: _Kind
+    resource: _Resource | None = None
+    namespace: str | None = None
+    name: str | None = None
+    object: dict | None = None
+    dryRun: bool | None = None
+    userInfo: _User | None = None
+
+
+class _Review(msgspec.Struct):
+    apiVersion: str
+    kind: str
+    request: _Request
+
+
+_REVIEW = msgspec.json.Decoder(_Review)
+
+
+def read_review(raw: bytes) -> ReviewRequest | None:
+    """`parse_review(json.loads(raw))` of a well-formed review, in one step: msgspec decodes
+    only the fields a review needs (not oldObject, options) and checks their types on the way.
+    None for anything else (not JSON, a field of another type or null, a value parse_review
+    refuses): `parse_review` then reads it and names what is wrong."""
+    try:
+        review = _REVIEW.decode(raw)
+    except msgspec.DecodeError:  # ValidationError too
+        return None
+    r = review.request
+    if (
+        review.apiVersion not in REVIEW_VERSIONS
+        or review.kind != "AdmissionReview"
+        or not r.uid
+        or (r.object is None and r.operation in ("CREATE", "UPDATE"))
+    ):
+        return None
+    return ReviewRequest(
+        api_version=review.apiVersion,
+        uid=r.uid,
+        group=r.kind.group,
+        kind=r.kind.kind,
+        resource=r.resource.resource if r.resource is not None else "",
+        operation=r.operation,
+        namespace=r.namespace,
+        name=r.name,
+        object=r.object,
+        dry_run=bool(r.dryRun),
+        username=r.userInfo.username if r.userInfo is not None else "",
     )
 
 

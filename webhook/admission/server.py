@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import msgspec
 from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
@@ -203,6 +204,15 @@ def cache_distrust(cache: Cache, settings: Settings) -> str | None:
     return None
 
 
+_ENCODER = msgspec.json.Encoder()
+
+
+def review_response(review_out: dict) -> Response:
+    """An AdmissionReview answer as JSON (msgspec: a third of what flask.jsonify costs, and
+    every review is answered with one)."""
+    return Response(_ENCODER.encode(review_out), mimetype="application/json")
+
+
 def _error(status: int, error: str, message: str) -> tuple[Response, int]:
     return jsonify({"error": error, "message": message, "code": status}), status
 
@@ -248,22 +258,24 @@ def create_app(
     def validate() -> Any:
         started = time.perf_counter()
         raw = request.get_data(cache=False)  # 413 beyond MAX_CONTENT_LENGTH
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            metrics.requests.labels("", "", "invalid").inc()
-            return _error(400, "BadRequest", f"the body is not JSON: {e}")
-        except RecursionError:
-            metrics.requests.labels("", "", "invalid").inc()
-            return _error(400, "BadRequest", "the body is JSON nested too deeply to read")
-        try:
-            req = review.parse_review(body)
-        except MalformedReview as e:
-            metrics.requests.labels("", "", "invalid").inc()
-            return _error(400, "BadRequest", f"malformed AdmissionReview: {e}")
+        req = review.read_review(raw)
+        if req is None:  # not a well-formed review: say what is wrong with it
+            try:
+                body = json.loads(raw)
+            except ValueError as e:
+                metrics.requests.labels("", "", "invalid").inc()
+                return _error(400, "BadRequest", f"the body is not JSON: {e}")
+            except RecursionError:
+                metrics.requests.labels("", "", "invalid").inc()
+                return _error(400, "BadRequest", "the body is JSON nested too deeply to read")
+            try:
+                req = review.parse_review(body)
+            except MalformedReview as e:
+                metrics.requests.labels("", "", "invalid").inc()
+                return _error(400, "BadRequest", f"malformed AdmissionReview: {e}")
         if not req.is_migration_create:
             metrics.requests.labels(req.kind, req.operation, "ignored").inc()
-            return jsonify(review.allow(req))
+            return review_response(review.allow(req))
         why = cache_distrust(cache, settings)
         try:
             if why is not None:
@@ -285,7 +297,7 @@ def create_app(
         for cause in (response.get("status") or {}).get("details", {}).get("causes", []):
             metrics.denials.labels(cause["reason"]).inc()
         metrics.latency.observe(time.perf_counter() - started)
-        return jsonify(out)
+        return review_response(out)
 
     @app.get("/healthz")
     def healthz() -> Any:

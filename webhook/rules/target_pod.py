@@ -194,6 +194,9 @@ class VMIPod:
     anti_affinity: tuple[dict, ...]
     scheduler_name: str
     selects_vendor: bool  # its selector names a CPU vendor, so the source node's is not added
+    rendered: Selector  # head and tail together: the selector without source pod entries
+    rendered_labels: dict[str, str]  # the labels of a pod rendered without a launcher
+    migration_anti: Term | None  # createMigrationPodAntiAffinityRule's term (None: no uid)
 
 
 def read_vmi_pod(vmi: dict) -> VMIPod:
@@ -209,16 +212,26 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
             t for _, t in a.dicts(terms, "nodeSelectorTerms", ctx, "spec.affinity.nodeAffinity")
         ]
     required = "requiredDuringSchedulingIgnoredDuringExecution"
+    namespace = a.namespace_of(vmi, ctx) or "default"
+    uid = a.get(vmi, "metadata.uid", str, ctx, "")
+    labels = a.str_map(vmi, "metadata.labels", ctx)
+    rendered_labels = {**labels, "kubevirt.io": "virt-launcher"}
+    migration_anti = None
+    if uid:
+        rendered_labels[CREATED_BY] = uid
+        migration_anti = Term(
+            {"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME_LABEL
+        )
     return VMIPod(
-        namespace=a.namespace_of(vmi, ctx) or "default",
-        uid=a.get(vmi, "metadata.uid", str, ctx, ""),
+        namespace=namespace,
+        uid=uid,
         head=head,
         tail=tail,
         model=a.get(vmi, "spec.domain.cpu.model", str, ctx, ""),
         vm_terms=vm_terms,
         rejected_labels=_shared(_rejected_labels(vmi, ctx)),
         tolerations=_tolerations(vmi, ctx),
-        labels=a.str_map(vmi, "metadata.labels", ctx),
+        labels=labels,
         requests=_shared(_vmi_requests(vmi, ctx)),
         affinity=tuple(t for _, t in a.dicts(vmi, f"spec.affinity.podAffinity.{required}", ctx)),
         anti_affinity=tuple(
@@ -226,6 +239,9 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
         ),
         scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
         selects_vendor=vendor_key(head[0]) is not None or vendor_key(tail[0]) is not None,
+        rendered=({**head[0], **tail[0]}, {**head[1], **tail[1]}),
+        rendered_labels=rendered_labels,
+        migration_anti=migration_anti,
     )
 
 
@@ -359,8 +375,11 @@ def render_pod(
     if added is None:
         added = added_node_selector(vmim)
     from_pod = p.from_config if p is not None else {}
-    selector = {**v.head[0], **from_pod, **v.tail[0]}
-    origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}
+    if from_pod:
+        selector = {**v.head[0], **from_pod, **v.tail[0]}
+        origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}
+    else:
+        selector, origin = dict(v.rendered[0]), dict(v.rendered[1])
     problems: list[Problem] = []
 
     if source is not None:
@@ -388,25 +407,21 @@ def render_pod(
         if k not in selector:
             selector[k], origin[k] = value, MIGRATION
 
-    if p is not None:
-        labels = dict(p.labels)
-        requests = p.requests
+    if p is None:
+        labels, requests = v.rendered_labels, v.requests
     else:
-        labels = {**v.labels, "kubevirt.io": "virt-launcher"}
-        requests = v.requests
-    if v.uid:
-        labels[CREATED_BY] = v.uid
+        labels, requests = p.labels, p.requests
+        if v.uid and labels.get(CREATED_BY) != v.uid:  # KubeVirt labels its pods with it
+            labels = {**labels, CREATED_BY: v.uid}
 
     def resolved(terms: tuple[dict, ...]) -> list[Term]:
         return [
             t for t in (resolve_term(raw, v.namespace, labels) for raw in terms) if t is not None
         ]
 
-    anti = resolved(v.anti_affinity)
-    if v.uid:  # createMigrationPodAntiAffinityRule
-        anti.append(
-            Term({"matchLabels": {CREATED_BY: v.uid}}, frozenset({v.namespace}), HOSTNAME_LABEL)
-        )
+    anti = resolved(v.anti_affinity) if v.anti_affinity else []
+    if v.migration_anti is not None:
+        anti.append(v.migration_anti)
     return TargetPod(
         namespace=v.namespace,
         labels=labels,
@@ -416,7 +431,7 @@ def render_pod(
         rejected_labels=v.rejected_labels,
         tolerations=v.tolerations,
         requests=requests,
-        affinity_terms=tuple(resolved(v.affinity)),
+        affinity_terms=tuple(resolved(v.affinity)) if v.affinity else (),
         anti_affinity_terms=tuple(anti),
         scheduler_name=v.scheduler_name,
         rendered=source_pod is None,
