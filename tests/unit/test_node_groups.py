@@ -220,7 +220,7 @@ def test_nodes_without_facts_or_with_fresh_ones(seed: int, monkeypatch: pytest.M
     # nodes no state holds, of more label sets: a `common` map no other node holds is freed
     # after its node unless the lookup keeps it, and a later one may get its id (it may: how
     # memory is reused decides)
-    c = dataclasses.replace(c, usage=lambda _name: ({}, 0))
+    c = dataclasses.replace(c, usage=lambda _name: ({}, 0), usage_maps=None)
     del state, contexts[:]
     for i, node in enumerate(nodes := copy.deepcopy(nodes)):
         node["metadata"]["labels"]["kubevirt.io/schedulable"] = ("true", "false", "no")[i % 3]

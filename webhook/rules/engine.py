@@ -224,6 +224,8 @@ def _evaluate(
         node_facts = state.node_facts(target)
         verdicts = [evaluate_node(node, node_ctx, node_facts)] if node is not None else []
     else:
+        if usage is None:
+            node_ctx.usage_maps = state.usage_by_node()
         verdicts = evaluate_nodes(state.nodes_with_facts(), node_ctx)
         verdicts.sort(key=lambda v: v.name)
 

@@ -39,6 +39,9 @@ class NodeContext:
     source_node: str | None = None
     networks: list[harvester.ClusterNetwork] = field(default_factory=list)
     usage: Callable[[str], Usage] = lambda _name: ({}, 0)
+    # `usage` of every node at once (requests, pod counts by node name; ClusterState.usage_by_node)
+    # for a lookup over every node: rules.node_groups reads these instead when they are set
+    usage_maps: tuple[dict[str, Resources], dict[str, int]] | None = None
     pod_affinity: PodAffinityContext = field(default_factory=PodAffinityContext)
 
 
@@ -49,7 +52,8 @@ class NodeFacts:
     ClusterState computes it when a node is applied (objects in the state never change), so a
     lookup over N nodes does not re-validate N label maps and re-parse N allocatables.
     `common` and `taint_key` let a lookup group nodes whose label checks read the same
-    (rules.node_groups) without reading each node's labels.
+    (rules.node_groups) without reading each node's labels; `common` and `allocatable` are one
+    object for nodes with equal ones (less memory for a lookup to go through).
     """
 
     name: str
@@ -62,21 +66,25 @@ class NodeFacts:
     taint_key: tuple | None  # what `label_reasons` reads of the taints; None: not hashable
 
 
-class _Labels(dict):
-    """A `NodeFacts.common` map: weakly referable, so the table that shares it forgets it."""
+class _Shared(dict):
+    """A map `_share` keeps: weakly referable, so the table forgets it with its last node."""
 
     __slots__ = ("__weakref__",)
 
 
-# Equal `common` maps, one object each while a node has it (by identity a lookup tells that two
+# Equal maps of nodes, one object each while a node has it (by identity a lookup tells that two
 # nodes' labels are equal but for their hostnames without comparing them).
-_COMMON: weakref.WeakValueDictionary[tuple, _Labels] = weakref.WeakValueDictionary()
+_SHARED: weakref.WeakValueDictionary[tuple, _Shared] = weakref.WeakValueDictionary()
+
+
+def _share(m: _Shared) -> dict:
+    return _SHARED.setdefault((type(m), *m.items()), m)
 
 
 def _common_labels(labels: dict[str, str]) -> dict[str, str]:
-    common = _Labels(labels)
+    common = _Shared(labels)
     common.pop(HOSTNAME_LABEL, None)
-    return _COMMON.setdefault(tuple(common.items()), common)
+    return _share(common)
 
 
 def _taint_key(node_taints: tuple[dict, ...]) -> tuple | None:
@@ -103,7 +111,7 @@ def read_node(node: dict) -> NodeFacts:
         name,
         labels,
         node_taints,
-        allocatable(node),
+        _share(_Shared(allocatable(node))),
         tuple(fixed),
         tp.source_node(labels),
         _common_labels(labels),

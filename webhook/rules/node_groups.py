@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from webhook.rules.filters.pod_affinity import pod_affinity_problems
-from webhook.rules.filters.resources import PODS, fit_problem
+from webhook.rules.filters.resources import PODS, Resources, fit_problem
 from webhook.rules.harvester import NODE_NETWORK_PREFIX
 from webhook.rules.model import NodeVerdict, Problem, Reason, node_problem
 from webhook.rules.node_eligibility import (
@@ -31,6 +31,8 @@ from webhook.rules.node_eligibility import (
 )
 from webhook.rules.target import HOSTNAME_LABEL
 from webhook.rules.target_pod import TargetPod
+
+_NONE: Resources = {}
 
 
 def reads_node_identity(pod: TargetPod, cluster_networks: Iterable[str]) -> bool:
@@ -65,6 +67,7 @@ def evaluate_nodes(
     # fit_problem's test, unrolled: its resources once, not per node
     needed = tuple((r, n) for r, n in pod.requests.items() if r != PODS and n > 0)
     usage, source, pa = c.usage, c.source_node, c.pod_affinity
+    requested, counts = c.usage_maps if c.usage_maps is not None else (None, None)
     pa_empty = pa.empty
     # (id of `common`, taint key) -> that `common` (kept, so no other map gets its id during the
     # lookup) and the reasons
@@ -81,7 +84,10 @@ def evaluate_nodes(
             if found is None:
                 found = groups[key] = (f.common, label_reasons(f, c))
             shared = found[1]
-        used, count = usage(name)
+        if requested is None or counts is None:
+            used, count = usage(name)
+        else:
+            used, count = requested.get(name, _NONE), counts.get(name, 0)
         alloc = f.allocatable
         fits = count < alloc.get(PODS, 0)
         if fits:
