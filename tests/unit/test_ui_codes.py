@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "webhook" / "rules"
 PKG = ROOT / "ui" / "pkg" / "migration-guard"
 
-_PROBLEM = re.compile(r'Problem\(\s*"([A-Z][A-Za-z]+)"')
+_PROBLEM = re.compile(r'(?:Problem|Reason)\(\s*"([A-Z][A-Za-z]+)"')
 # causes the extension writes itself (extension/api.py: an object it cannot evaluate)
 _CAUSE = re.compile(r'"code": "([A-Z][A-Za-z]+)"')
 # node verdicts: Harvester's node rules and the kube-scheduler filters the target pod meets

@@ -770,6 +770,13 @@ class ClusterState:
             # not a copy: a node's map is replaced, never changed (_put, _drop); read-only
             return self._requested.get(node_name, _NO_REQUESTS), self._pod_count.get(node_name, 0)
 
+    def usage_by_node(self) -> tuple[dict[str, Resources], dict[str, int]]:
+        """`node_usage` of every node at once, taken under one lock: what a lookup over every
+        node reads (one view of the cluster, without a call and a lock per node)."""
+        with self._lock:
+            # copies of the maps, not of their values: a node's map is replaced, never changed
+            return dict(self._requested), dict(self._pod_count)
+
     def bound_pods(self, term: Term) -> list[PodRef]:
         """Bound pods that may match `term`: by `kubevirt.io/created-by` when the term selects
         it, else every bound pod in the term's namespaces."""

@@ -15,6 +15,7 @@ from webhook.rules.harvester import resolve_networks
 from webhook.rules.kubevirt_limits import kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
 from webhook.rules.node_eligibility import NodeContext, Usage, evaluate_node, read_node
+from webhook.rules.node_groups import evaluate_nodes
 from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
 from webhook.rules.target import added_node_selector, migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, render_pod
@@ -232,7 +233,9 @@ def _evaluate(
         node_facts = state.node_facts(target)
         verdicts = [evaluate_node(node, node_ctx, node_facts)] if node is not None else []
     else:
-        verdicts = [evaluate_node(n, node_ctx, f) for n, f in state.nodes_with_facts()]
+        if usage is None:
+            node_ctx.usage_maps = state.usage_by_node()
+        verdicts = evaluate_nodes(state.nodes_with_facts(), node_ctx)
         verdicts.sort(key=lambda v: v.name)
 
     return Report(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from webhook.rules import access as a
 from webhook.rules.filters.taints import EXCLUDING_EFFECTS
-from webhook.rules.model import Problem
+from webhook.rules.model import Problem, Reason, node_problem
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 MAINTENANCE_ANNOTATIONS = ("harvesterhci.io/maintain-status", "harvesterhci.io/drain-requested")
@@ -141,14 +141,19 @@ def node_problems(
 def network_problems(
     name: str, labels: dict[str, str], networks: list[ClusterNetwork]
 ) -> list[Problem]:
-    out = []
+    return [node_problem(name, r) for r in network_reasons(labels, networks)]
+
+
+def network_reasons(labels: dict[str, str], networks: list[ClusterNetwork]) -> list[Reason]:
+    """NetworkUnavailable for each cluster network the node's labels lack (without its name)."""
+    out: list[Reason] = []
     for net in networks:
         label = NODE_NETWORK_PREFIX + net.cluster_network
         if labels.get(label) != "true":
             out.append(
-                Problem(
+                Reason(
                     "NetworkUnavailable",
-                    f"node '{name}' lacks cluster network '{net.cluster_network}' needed by "
+                    f"lacks cluster network '{net.cluster_network}' needed by "
                     f"network '{net.network}' ({net.nad}); label {label}=true is missing",
                     net.field,
                 )
