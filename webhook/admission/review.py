@@ -199,7 +199,10 @@ def _envelope(req: ReviewRequest, response: dict) -> dict:
 
 
 def _clip(text: str) -> str:
-    text = " ".join(text.split())
+    # isprintable() is False for every whitespace but the ASCII space: such a text with single
+    # inner spaces is its own normal form.
+    if not (text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
+        text = " ".join(text.split())
     return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 3] + "..."
 
 

@@ -448,6 +448,14 @@ def _is_shared(part: Any) -> bool:
     return _SMALL.holds(part)
 
 
+def _labels_of(namespace: dict | None) -> dict[str, str] | None:
+    """A cached Namespace's labels (None: not cached)."""
+    if namespace is None:
+        return None
+    labels = namespace["metadata"].get("labels")
+    return labels if isinstance(labels, dict) else {}
+
+
 class ClusterState:
     """Thread-safe store of Nodes, VMIs, VMs, VMIMs, NADs, Pods and what KubeVirt's own migration
     limits read (KubeVirt CRs, MigrationPolicies, Namespace labels), with the indexes rules need."""
@@ -812,9 +820,26 @@ class ClusterState:
         """`cluster_config` of the KubeVirt CRs, read again only after one of them changed
         (every decision needs it; the CRs change about never)."""
         with self._lock:
-            if self._kubevirt_config is None:
-                self._kubevirt_config = cluster_config(list(self._objs[KUBEVIRT].values()))
-            return self._kubevirt_config
+            return self._cluster_config()
+
+    def _cluster_config(self) -> ClusterConfig:
+        if self._kubevirt_config is None:
+            self._kubevirt_config = cluster_config(list(self._objs[KUBEVIRT].values()))
+        return self._kubevirt_config
+
+    def migration_inputs(
+        self, namespace: str
+    ) -> tuple[ClusterConfig, list[dict], dict[str, str] | None]:
+        """`kubevirt_config()`, `migration_policies()` and `namespace_labels(namespace)` under
+        one lock: what KubeVirt's configuration for a VMI's migration is made of (every decision
+        reads them)."""
+        with self._lock:
+            policies = self._objs[MIGRATION_POLICY]
+            return (
+                self._cluster_config(),
+                list(policies.values()) if policies else [],
+                _labels_of(self._objs[NAMESPACE].get(("", namespace))),
+            )
 
     def migration_policies(self) -> list[dict]:
         with self._lock:
@@ -822,11 +847,7 @@ class ClusterState:
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         """The labels of a cached Namespace (MigrationPolicy namespaceSelector); None if unknown."""
-        ns = self._get(NAMESPACE, "", name)
-        if ns is None:
-            return None
-        labels = ns["metadata"].get("labels")
-        return labels if isinstance(labels, dict) else {}
+        return _labels_of(self._get(NAMESPACE, "", name))
 
     def harvester_server_version(self) -> str | None:
         """Harvester's version as its `server-version` Setting says (rules.policy's profile)."""

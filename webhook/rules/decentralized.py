@@ -41,6 +41,9 @@ def decentralized_side(vmim: dict | None) -> str | None:
     """SOURCE, TARGET, or None for an ordinary migration (also when both fields are set)."""
     if vmim is None:
         return None
+    spec = vmim.get("spec")
+    if isinstance(spec, dict) and "sendTo" not in spec and "receive" not in spec:
+        return None  # every migration but a decentralized one: nothing to check
     ctx = a.describe(vmim, "VirtualMachineInstanceMigration")
     send = a.get(vmim, "spec.sendTo", dict, ctx) is not None
     receive = a.get(vmim, "spec.receive", dict, ctx) is not None

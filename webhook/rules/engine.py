@@ -96,13 +96,14 @@ def migration_timeouts(
         overrides=facts.overrides if facts else None,
     )
     namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
+    config, policies, namespace_labels = state.migration_inputs(namespace)
     try:
         out = kubevirt_timeouts(
             vmi,
             timeouts,
-            state.kubevirt_config(),
-            state.migration_policies(),
-            state.namespace_labels(namespace),
+            config,
+            policies,
+            namespace_labels,
             migration_uid,
             facts.kubevirt_data if facts is not None else None,
         )

@@ -136,12 +136,12 @@ def fit_problem(
 ) -> Problem | None:
     """InsufficientResources naming every resource the node cannot hold, or None if it fits."""
     allowed = alloc.get(PODS, 0)
-    if pods_on_node < allowed and all(  # the usual case, for every node: no message to build
-        need <= alloc.get(res, 0) - used.get(res, 0)
-        for res, need in needed.items()
-        if res != PODS and need > 0
-    ):
-        return None
+    if pods_on_node < allowed:  # the usual case, for every node: no message to build
+        for res, need in needed.items():
+            if need > 0 and res != PODS and need > alloc.get(res, 0) - used.get(res, 0):
+                break
+        else:
+            return None
     short: list[str] = []
     if pods_on_node + 1 > allowed:
         short.append(f"pods: runs {pods_on_node} of {allowed} pods")
