@@ -248,13 +248,10 @@ def report_warnings(report: Report) -> list[str]:
     out = []
     t = report.timeouts
     if t is not None:
-        out.append(
-            f"migration-guard: VM {report.vm} must finish migrating within "
-            f"{t.completion_timeout_seconds}s ({t.data_gib} GiB of data) and make progress "
-            f"at least every {t.progress_timeout_seconds}s, or the migration is aborted"
-        )
-        if t.kubevirt is not None:
-            out.append(kubevirt_warning(report.vm, t))
+        deadlines, kubevirt = _deadline_texts(t)
+        out.append(f"migration-guard: VM {report.vm} {deadlines}")
+        if kubevirt is not None:
+            out.append(f"migration-guard: KubeVirt's limits for VM {report.vm}: {kubevirt}")
     if report.target is None and len(report.eligible_nodes) == 1:
         out.append(
             f"migration-guard: only one node can receive VM {report.vm}: {report.eligible_nodes[0]}"
@@ -265,8 +262,31 @@ def report_warnings(report: Report) -> list[str]:
 _SOURCES = {"default": "KubeVirt's default", "kubevirt": "KubeVirt CR", "migrationState": "the VMI"}
 
 
-def kubevirt_warning(vm: str, t: Timeouts) -> str:
-    """KubeVirt's own limits next to migration-guard's, and which fires first (fits 240 chars)."""
+def _deadline_texts(t: Timeouts) -> tuple[str, str | None]:
+    """The deadline warnings' text after the VM's name: the same for every VM whose Timeouts
+    are the same object (engine.migration_timeouts shares them), so made once for each."""
+    found = _TEXTS.get(id(t))
+    if found is not None and found[0] is t:
+        return found[1]
+    texts = (
+        f"must finish migrating within {t.completion_timeout_seconds}s ({t.data_gib} GiB of "
+        f"data) and make progress at least every {t.progress_timeout_seconds}s, or the "
+        "migration is aborted",
+        _kubevirt_text(t) if t.kubevirt is not None else None,
+    )
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[id(t)] = (t, texts)  # t kept with them: its id is not reused while the entry lives
+    return texts
+
+
+_TEXTS: dict[int, tuple[Timeouts, tuple[str, str | None]]] = {}
+_TEXTS_MAX = 1024
+
+
+def _kubevirt_text(t: Timeouts) -> str:
+    """KubeVirt's own limits next to migration-guard's, and which fires first (the warning fits
+    240 chars)."""
     kv = t.kubevirt
     assert kv is not None
     source = f"MigrationPolicy {kv.policy}" if kv.source == "policy" else _SOURCES[kv.source]
@@ -280,9 +300,8 @@ def kubevirt_warning(vm: str, t: Timeouts) -> str:
     parts += [f"both {w} limits fire together" for w, who in firsts if who == SAME]
     tail = "; ".join(parts) if parts else "migration-guard's limits fire first"
     return (
-        f"migration-guard: KubeVirt's limits for VM {vm}: completion {completion} "
-        f"({kv.completion_timeout_per_gib}s/GB x {kv.data_gb} GB, {source}), progress {progress}; "
-        f"{tail}"
+        f"completion {completion} ({kv.completion_timeout_per_gib}s/GB x {kv.data_gb} GB, "
+        f"{source}), progress {progress}; {tail}"
     )
 
 
