@@ -296,3 +296,28 @@ def test_enforcer_check_gauges_and_one_log_line(caplog):
         in rendered
     )
     assert check.status()["shorter"] == []
+
+
+def test_equal_inputs_share_one_timeouts_and_a_changed_config_is_read_at_once():
+    """Without a policy or a migration in flight, the Timeouts of VMIs of one size are made once
+    per cluster configuration; a new configuration gives its own values, never the old ones."""
+    first, second = vmi("2Gi"), vmi("2Gi")
+    guard = compute_timeouts(first, TimeoutSettings())
+    config = cluster_config([kubevirt({"completionTimeoutPerGiB": 90})])
+    a = kubevirt_timeouts(first, guard, config, [], None)
+    b = kubevirt_timeouts(second, compute_timeouts(second, TimeoutSettings()), config, [], None)
+    assert a is b and a.kubevirt.completion_timeout_per_gib == 90
+    bigger = vmi("8Gi")
+    c = kubevirt_timeouts(bigger, compute_timeouts(bigger, TimeoutSettings()), config, [], None)
+    assert c.kubevirt.data_gb == 9 and c.data_gib == 8
+    changed = cluster_config([kubevirt({"completionTimeoutPerGiB": 40})])
+    d = kubevirt_timeouts(first, guard, changed, [], None)
+    assert (
+        d.kubevirt.completion_timeout_per_gib == 40 and d.kubevirt.completion_timeout_seconds == 120
+    )
+    labels = first["metadata"].get("labels") or {"kubevirt.io/vm": "vm1"}
+    first["metadata"]["labels"] = labels
+    matched = kubevirt_timeouts(
+        first, guard, config, [policy("fast", vmi_sel=labels, completionTimeoutPerGiB=10)], None
+    )
+    assert matched.kubevirt.source == "policy" and matched.kubevirt.completion_timeout_per_gib == 10

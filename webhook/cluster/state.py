@@ -806,6 +806,8 @@ class ClusterState:
         """Bound pods' required anti-affinity terms that may select a pod with `labels`."""
         with self._lock:
             out: list[AntiEntry] = []
+            if not self._anti:  # no bound pod keeps others away
+                return out
             for key in (None, *labels.items()):
                 for entries in self._anti.get(key, {}).values():
                     out += entries
