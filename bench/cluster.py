@@ -126,6 +126,21 @@ def create_workload(api: Api, vmis: int, nodes: int) -> float:
     return time.perf_counter() - began
 
 
+@contextlib.contextmanager
+def checkout(ref: str | None) -> Iterator[Path | None]:
+    """A detached worktree of `ref` (the code a before/after compares with), removed after."""
+    if not ref:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mg-bench-baseline-"))
+    git = ["git", "-C", str(REPO)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(folder), ref], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(folder)], check=False)
+
+
 @dataclass
 class BenchServer:
     proc: subprocess.Popen

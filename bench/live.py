@@ -2,7 +2,9 @@
 
 One run of the test harness's kube-apiserver, grown in steps so each figure sees its cluster size:
 100 nodes (lookup), 1,000 nodes + 10,000 VMIs (lookup, admission, kubectl), 5,000 nodes (lookup).
-The `kubectl create` baseline runs first, before any webhook is registered.
+The `kubectl create` baseline runs first, before any webhook is registered. With
+MG_BENCH_ADMISSION_BASELINE=<git ref>, that commit's server is measured on the same 1,000 nodes
+right after this one (throughput and CPU per review), for a before/after in one run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from bench import cluster as c
 from bench import objects as o
-from bench.cpus import isolated
+from bench.cpus import cpu_seconds, isolated
 from bench.inprocess import percentile
 from bench.load import fixed_rate, wrk
 from bench.results import Figure
@@ -118,19 +120,11 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
     assert answer["allowed"] is True
 
     with isolated(server.proc.pid, log):
-        # Throughput: echo and validate alternate, so a change in machine load hits both alike.
-        seconds = 3 if quick else 6
-        echo_runs, validate_runs = [], []
-        for _ in range(2):
-            echo_runs.append(wrk(server.url, c.ECHO_PATH, work / "targeted.jsonl", seconds))
-            validate_runs.append(wrk(server.url, "/validate", work / "targeted.jsonl", seconds))
-        for r in echo_runs + validate_runs:
-            assert r.errors == 0, f"wrk saw {r.errors} errors"
-        echo_rps = sum(r.requests for r in echo_runs) / sum(r.seconds for r in echo_runs)
-        validate_rps = sum(r.requests for r in validate_runs) / sum(
-            r.seconds for r in validate_runs
+        echo_rps, validate_rps, cpu = _throughput(server, work / "targeted.jsonl", quick)
+        log(
+            f"  wrk: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s; server CPU "
+            f"per review {cpu['echo']:.0f} / {cpu['validate']:.0f} us"
         )
-        log(f"  wrk: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s")
 
         # Latency at a fixed 200 requests/s.
         ctx = server.ssl_context()
@@ -154,6 +148,13 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
     assert echo_fail == val_fail == un_fail == 0, (echo_fail, val_fail, un_fail)
     return [
         Figure("admission.echo.throughput", echo_rps, "req/s", better="higher"),
+        Figure("admission.echo.cpu_per_review", cpu["echo"], "us"),
+        Figure(
+            "admission.validate.cpu_per_review",
+            cpu["validate"],
+            "us",
+            baseline="admission.echo.cpu_per_review",
+        ),
         Figure(
             "admission.validate.throughput",
             validate_rps,
@@ -193,6 +194,71 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
     ]
 
 
+def _throughput(
+    server: c.BenchServer, bodies: Path, quick: bool
+) -> tuple[float, float, dict[str, float]]:
+    """Requests per second of echo and validate under wrk, alternated so a change in machine
+    load hits both alike, and the server's CPU microseconds per review on each."""
+    seconds = 3 if quick else 6
+    runs: dict[str, list] = {c.ECHO_PATH: [], "/validate": []}
+    cpu = {path: 0.0 for path in runs}
+    for _ in range(2):
+        for path, done in runs.items():
+            before = cpu_seconds([server.proc.pid])
+            done.append(wrk(server.url, path, bodies, seconds))
+            cpu[path] += cpu_seconds([server.proc.pid]) - before
+    for r in runs[c.ECHO_PATH] + runs["/validate"]:
+        assert r.errors == 0, f"wrk saw {r.errors} errors"
+    rps = {path: sum(r.requests for r in d) / sum(r.seconds for r in d) for path, d in runs.items()}
+    per_review = {
+        "echo" if path == c.ECHO_PATH else "validate": cpu[path] / sum(r.requests for r in d) * 1e6
+        for path, d in runs.items()
+    }
+    return rps[c.ECHO_PATH], rps["/validate"], per_review
+
+
+def _baseline_admission(
+    plane: ControlPlane, api: c.Api, ref: str, quick: bool, log
+) -> list[Figure]:
+    """MG_BENCH_ADMISSION_BASELINE=<git ref>: that commit's server measured as `_throughput`
+    measures this one, on the same cluster, right after it."""
+    bodies = Path(tempfile.mkdtemp(prefix="mg-bench-load-")) / "targeted.jsonl"
+    bodies.write_bytes(b"\n".join(_reviews(2000, targeted=True, seed=1)) + b"\n")
+    with c.checkout(ref) as repo, c.running_server(plane, api, repo=repo) as server:
+        c.wait_for_nodes(server, NODES)
+        with isolated(server.proc.pid, log):
+            echo_rps, validate_rps, cpu = _throughput(server, bodies, quick)
+    log(f"  baseline {ref}: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s")
+    return [
+        Figure(
+            "admission.baseline.validate.throughput",
+            validate_rps,
+            "req/s",
+            better="higher",
+            baseline="admission.validate.throughput",
+        ),
+        Figure(
+            "admission.baseline.validate.throughput_ratio",
+            validate_rps / echo_rps,
+            "x echo",
+            better="higher",
+            baseline="admission.validate.throughput_ratio",
+        ),
+        Figure(
+            "admission.baseline.validate.cpu_per_review",
+            cpu["validate"],
+            "us",
+            baseline="admission.validate.cpu_per_review",
+        ),
+        Figure(
+            "admission.baseline.echo.cpu_per_review",
+            cpu["echo"],
+            "us",
+            baseline="admission.echo.cpu_per_review",
+        ),
+    ]
+
+
 def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
     """Everything that needs the real control plane, in one run of it."""
     figures: list[Figure] = []
@@ -226,6 +292,11 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
                 figures.append(
                     Figure("memory.server_rss_1000n_10000vmi", server.worker_rss_mb(), "MB")
                 )
+        baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
+        if "admission" in selected and baseline:  # on the same 1,000 nodes, the server alone
+            figures += _baseline_admission(plane, api, baseline, quick, log)
+        with c.running_server(plane, api) as server:
+            c.wait_for_nodes(server, NODES)
             if "kubectl" in selected:
                 denied = _kubectl_creates(plane, manifest, kubectl_count, denied=True)
                 figures += _kubectl_figures(

@@ -27,7 +27,6 @@ for `python -m bench.profile fill --pages <folder>` (a profile of the same fill)
 from __future__ import annotations
 
 import base64
-import contextlib
 import gc
 import json
 import os
@@ -364,21 +363,6 @@ def _baseline_steps(baseline: Path, folder: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@contextlib.contextmanager
-def _checkout(ref: str | None) -> Iterator[Path | None]:
-    """A detached worktree of `ref` (the code a before/after compares with), removed after."""
-    if not ref:
-        yield None
-        return
-    folder = Path(tempfile.mkdtemp(prefix="mg-bench-baseline-"))
-    git = ["git", "-C", str(c.REPO)]
-    subprocess.run([*git, "worktree", "add", "--detach", str(folder), ref], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(folder)], check=False)
-
-
 def bench_startup(quick: bool, log) -> list[Figure]:
     """Ready time and RSS of the real server at scale; with MG_BENCH_STARTUP_BASELINE=<git ref>
     that commit's server is started too, alternating with this one, on the same objects."""
@@ -389,7 +373,7 @@ def bench_startup(quick: bool, log) -> list[Figure]:
     figures: list[Figure] = []
     baseline_ref = os.environ.get("MG_BENCH_STARTUP_BASELINE")
     with (
-        _checkout(baseline_ref) as baseline,
+        c.checkout(baseline_ref) as baseline,
         running_controlplane(apiserver_args=APISERVER_ARGS) as plane,
     ):
         took = fill(plane, sizes, log)
