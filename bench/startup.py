@@ -260,7 +260,7 @@ def fetch_pages(plane: ControlPlane) -> dict[str, list[bytes]]:
                 kwargs = {"limit": informer.page_size, "_request_timeout": 60}
                 if token:
                     kwargs["_continue"] = token
-                data = informer._call(**kwargs).data
+                data = _list_page(informer, kwargs)
                 pages.append(data)
                 token = _continue_token(data)
                 if not token:
@@ -270,6 +270,21 @@ def fetch_pages(plane: ControlPlane) -> dict[str, list[bytes]]:
                 raise
         out[resource.kind] = pages
     return out
+
+
+def _list_page(informer: Any, kwargs: dict, attempts: int = 30) -> bytes:
+    """One list page; a 504 (kube-apiserver's watch cache still behind etcd after the bulk
+    fill: "Too large resource version") is asked again a second later, as its Retry-After says."""
+    from kubernetes.client.exceptions import ApiException
+
+    for attempt in range(attempts):
+        try:
+            return informer._call(**kwargs).data
+        except ApiException as e:
+            if e.status != 504 or attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def save_pages(pages: dict[str, list[bytes]], folder: Path) -> None:
