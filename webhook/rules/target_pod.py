@@ -198,8 +198,6 @@ class VMIPod:
     scheduler_name: str
     selects_vendor: bool  # its selector names a CPU vendor, so the source node's is not added
     rendered: Selector  # head and tail together: the selector without source pod entries
-    rendered_labels: dict[str, str]  # the labels of a pod rendered without a launcher
-    migration_anti: Term | None  # createMigrationPodAntiAffinityRule's term (None: no uid)
 
 
 def read_vmi_pod(vmi: dict) -> VMIPod:
@@ -215,26 +213,16 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
             t for _, t in a.dicts(terms, "nodeSelectorTerms", ctx, "spec.affinity.nodeAffinity")
         ]
     required = "requiredDuringSchedulingIgnoredDuringExecution"
-    namespace = a.namespace_of(vmi, ctx) or "default"
-    uid = a.get(vmi, "metadata.uid", str, ctx, "")
-    labels = a.str_map(vmi, "metadata.labels", ctx)
-    rendered_labels = {**labels, "kubevirt.io": "virt-launcher"}
-    migration_anti = None
-    if uid:
-        rendered_labels[CREATED_BY] = uid
-        migration_anti = Term(
-            {"matchLabels": {CREATED_BY: uid}}, frozenset({namespace}), HOSTNAME_LABEL
-        )
     return VMIPod(
-        namespace=namespace,
-        uid=uid,
+        namespace=a.namespace_of(vmi, ctx) or "default",
+        uid=a.get(vmi, "metadata.uid", str, ctx, ""),
         head=head,
         tail=tail,
         model=a.get(vmi, "spec.domain.cpu.model", str, ctx, ""),
         vm_terms=vm_terms,
         rejected_labels=_shared(_rejected_labels(vmi, ctx)),
         tolerations=_tolerations(vmi, ctx),
-        labels=labels,
+        labels=a.str_map(vmi, "metadata.labels", ctx),
         requests=_shared(_vmi_requests(vmi, ctx)),
         affinity=tuple(t for _, t in a.dicts(vmi, f"spec.affinity.podAffinity.{required}", ctx)),
         anti_affinity=tuple(
@@ -242,9 +230,7 @@ def read_vmi_pod(vmi: dict) -> VMIPod:
         ),
         scheduler_name=a.get(vmi, "spec.schedulerName", str, ctx, "") or DEFAULT_SCHEDULER,
         selects_vendor=vendor_key(head[0]) is not None or vendor_key(tail[0]) is not None,
-        rendered=({**head[0], **tail[0]}, {**head[1], **tail[1]}),
-        rendered_labels=rendered_labels,
-        migration_anti=migration_anti,
+        rendered=(_shared({**head[0], **tail[0]}), _shared({**head[1], **tail[1]})),
     )
 
 
@@ -411,7 +397,9 @@ def render_pod(
             selector[k], origin[k] = value, MIGRATION
 
     if p is None:
-        labels, requests = v.rendered_labels, v.requests
+        labels, requests = {**v.labels, "kubevirt.io": "virt-launcher"}, v.requests
+        if v.uid:
+            labels[CREATED_BY] = v.uid
     else:
         labels, requests = p.labels, p.requests
         if v.uid and labels.get(CREATED_BY) != v.uid:  # KubeVirt labels its pods with it
@@ -423,8 +411,10 @@ def render_pod(
         ]
 
     anti = resolved(v.anti_affinity) if v.anti_affinity else []
-    if v.migration_anti is not None:
-        anti.append(v.migration_anti)
+    if v.uid:  # createMigrationPodAntiAffinityRule
+        anti.append(
+            Term({"matchLabels": {CREATED_BY: v.uid}}, frozenset({v.namespace}), HOSTNAME_LABEL)
+        )
     return TargetPod(
         namespace=v.namespace,
         labels=labels,
