@@ -147,7 +147,7 @@ def read_review(raw: bytes) -> ReviewRequest | None:
     refuses): `parse_review` then reads it and names what is wrong."""
     try:
         review = _REVIEW.decode(raw)
-    except msgspec.DecodeError:  # ValidationError too
+    except (msgspec.DecodeError, RecursionError):  # ValidationError too; JSON nested too deeply
         return None
     r = review.request
     if (
