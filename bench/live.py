@@ -45,6 +45,13 @@ def _reviews(count: int, *, targeted: bool, seed: int) -> list[bytes]:
     return out
 
 
+def _targeted_file(targeted: list[bytes]) -> Path:
+    """The targeted reviews as wrk's Lua script reads them: one per line."""
+    path = Path(tempfile.mkdtemp(prefix="mg-bench-load-")) / "targeted.jsonl"
+    path.write_bytes(b"\n".join(targeted) + b"\n")
+    return path
+
+
 def _post(server: c.BenchServer, path: str, body: bytes) -> dict:
     req = urllib.request.Request(
         server.url + path, data=body, headers={"Content-Type": "application/json"}
@@ -109,10 +116,9 @@ def _kubectl_figures(prefix: str, times: list[float], baseline: str | None) -> l
 
 
 def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
-    work = Path(tempfile.mkdtemp(prefix="mg-bench-load-"))
     targeted = _reviews(2000, targeted=True, seed=1)
     untargeted = _reviews(200, targeted=False, seed=2)
-    (work / "targeted.jsonl").write_bytes(b"\n".join(targeted) + b"\n")
+    bodies = _targeted_file(targeted)
     for body in targeted[:20]:  # the load exercises the real decision, not an error path
         answer = _post(server, "/validate", body)["response"]
         assert answer["allowed"] is True and answer.get("warnings"), answer
@@ -120,7 +126,7 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
     assert answer["allowed"] is True
 
     with isolated(server.proc.pid, log):
-        echo_rps, validate_rps, cpu = _throughput(server, work / "targeted.jsonl", quick)
+        echo_rps, validate_rps, cpu = _throughput(server, bodies, quick)
         log(
             f"  wrk: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s; server CPU "
             f"per review {cpu['echo']:.0f} / {cpu['validate']:.0f} us"
@@ -222,8 +228,7 @@ def _baseline_admission(
 ) -> list[Figure]:
     """MG_BENCH_ADMISSION_BASELINE=<git ref>: that commit's server measured as `_throughput`
     measures this one, on the same cluster, right after it."""
-    bodies = Path(tempfile.mkdtemp(prefix="mg-bench-load-")) / "targeted.jsonl"
-    bodies.write_bytes(b"\n".join(_reviews(2000, targeted=True, seed=1)) + b"\n")
+    bodies = _targeted_file(_reviews(2000, targeted=True, seed=1))
     with c.checkout(ref) as repo, c.running_server(plane, api, repo=repo) as server:
         c.wait_for_nodes(server, NODES)
         with isolated(server.proc.pid, log):
