@@ -263,18 +263,18 @@ def create_app(
             try:
                 body = json.loads(raw)
             except ValueError as e:
-                metrics.requests.labels("", "", "invalid").inc()
+                metrics.count_request("", "", "invalid")
                 return _error(400, "BadRequest", f"the body is not JSON: {e}")
             except RecursionError:
-                metrics.requests.labels("", "", "invalid").inc()
+                metrics.count_request("", "", "invalid")
                 return _error(400, "BadRequest", "the body is JSON nested too deeply to read")
             try:
                 req = review.parse_review(body)
             except MalformedReview as e:
-                metrics.requests.labels("", "", "invalid").inc()
+                metrics.count_request("", "", "invalid")
                 return _error(400, "BadRequest", f"malformed AdmissionReview: {e}")
         if not req.is_migration_create:
-            metrics.requests.labels(req.kind, req.operation, "ignored").inc()
+            metrics.count_request(req.kind, req.operation, "ignored")
             return review_response(review.allow(req))
         why = cache_distrust(cache, settings)
         try:
@@ -293,7 +293,7 @@ def create_app(
             out = review.deny(req, f"{ns}/{vmi or '?'}", [problem])
         response = out["response"]
         result = "allowed" if response["allowed"] else "denied"
-        metrics.requests.labels(req.kind, req.operation, result).inc()
+        metrics.count_request(req.kind, req.operation, result)
         for cause in (response.get("status") or {}).get("details", {}).get("causes", []):
             metrics.denials.labels(cause["reason"]).inc()
         metrics.latency.observe(time.perf_counter() - started)

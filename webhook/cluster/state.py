@@ -403,6 +403,24 @@ _NO_POD = PodFacts(None, None, {}, ())
 _NO_REQUESTS: Resources = {}
 
 
+@dataclass(slots=True)
+class VMIView:
+    """What a decision about one VMI reads of the cluster, taken under one lock: every decision
+    sees one consistent cluster (not a watch event halfway through it), for one lock instead of a
+    dozen."""
+
+    vmi: dict | None
+    facts: VMIFacts | None  # None for a malformed VMI: evaluating it raises, naming the field
+    vmims: list[dict]  # the VMI's migrations
+    vm: dict | None
+    launcher: dict | None  # its virt-launcher pod (`launcher_pod`)
+    launcher_facts: SourcePod | None  # that pod's `read_source_pod` (None: none, or malformed)
+    source_facts: NodeFacts | None  # the facts of the node in `facts.node_name`, when known
+    config: ClusterConfig  # `migration_inputs(namespace)`
+    policies: list[dict]
+    namespace_labels: dict[str, str] | None
+
+
 def _source_pod(launcher: dict, requests: Resources) -> SourcePod | None:
     """`read_source_pod`, None when the pod is malformed (evaluating a migration of its VMI then
     raises the error, naming the field)."""
@@ -694,6 +712,37 @@ class ClusterState:
         with self._lock:
             key = (ns, name)
             return self._objs[VMI].get(key), self._vmi_facts.get(key)
+
+    def vmi_view(self, ns: str, name: str) -> VMIView:
+        """The VMI, its facts and what its decisions read with them (see VMIView)."""
+        key = (ns, name)
+        with self._lock:
+            facts = self._vmi_facts.get(key)
+            vmims = self._vmims_by_vmi.get(key)
+            pod, pod_facts = self._launcher(ns, name)
+            source = facts.node_name if facts is not None else None
+            policies = self._objs[MIGRATION_POLICY]
+            return VMIView(
+                self._objs[VMI].get(key),
+                facts,
+                list(vmims.values()) if vmims else [],
+                self._objs[VM].get(key),
+                pod,
+                pod_facts.source if pod_facts is not None else None,
+                self._node_facts.get(source) if source else None,
+                self._cluster_config(),
+                list(policies.values()) if policies else [],
+                _labels_of(self._objs[NAMESPACE].get(("", ns))),
+            )
+
+    def node_view(self, name: str) -> tuple[dict | None, NodeFacts | None, Usage]:
+        """A node, its facts and its `node_usage`, under one lock (a decision's target)."""
+        with self._lock:
+            return (
+                self._objs[NODE].get(("", name)),
+                self._node_facts.get(name),
+                (self._requested.get(name, _NO_REQUESTS), self._pod_count.get(name, 0)),
+            )
 
     def vmis(self) -> list[dict]:
         with self._lock:

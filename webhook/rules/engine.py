@@ -7,30 +7,35 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from webhook.errors import InputError
-from webhook.rules import access as a
 from webhook.rules.decentralized import NOTES as DECENTRALIZED_NOTES
 from webhook.rules.decentralized import decentralized_side
 from webhook.rules.filters import pod_affinity
 from webhook.rules.harvester import resolve_networks
-from webhook.rules.kubevirt_limits import kubevirt_timeouts
+from webhook.rules.kubevirt_limits import ClusterConfig, kubevirt_timeouts
 from webhook.rules.model import NodeVerdict, Report, Timeouts, TimeoutSettings
-from webhook.rules.node_eligibility import NodeContext, Usage, evaluate_node, read_node
+from webhook.rules.node_eligibility import NodeContext, NodeFacts, Usage, evaluate_node, read_node
 from webhook.rules.node_groups import evaluate_nodes
 from webhook.rules.policy import ALL_DENY, EXEMPT_LABEL, Policy
 from webhook.rules.target import added_node_selector, migration_target
 from webhook.rules.target_pod import SourceNode, TargetPod, render_pod
 from webhook.rules.timeouts import compute_timeouts
 from webhook.rules.vm_blockers import vm_blockers, vmi_missing
-from webhook.rules.vmi_facts import VMIFacts
+from webhook.rules.vmi_facts import VMIFacts, node_name
 
 if TYPE_CHECKING:
-    from webhook.cluster.state import ClusterState
+    from webhook.cluster.state import ClusterState, VMIView
+
+    MigrationInputs = tuple[ClusterConfig, list[dict], dict[str, str] | None]
 
 
-def _source_node(state: ClusterState, source: str | None) -> SourceNode | None:
+def _source_node(
+    state: ClusterState, source: str | None, facts: NodeFacts | None
+) -> SourceNode | None:
+    """What the migration reads of the VMI's node (`facts`: its NodeFacts when read already)."""
     if not source:
         return None
-    facts = state.node_facts(source)
+    if facts is None:
+        facts = state.node_facts(source)
     if facts is None:
         node = state.node(source)
         facts = read_node(node) if node is not None else None
@@ -83,11 +88,13 @@ def migration_timeouts(
     vm: dict | None,
     migration_uid: str | None = None,
     facts: VMIFacts | None = None,
+    inputs: MigrationInputs | None = None,
 ) -> tuple[Timeouts, list[str]]:
     """migration-guard's deadlines for `vmi` (`compute_timeouts`, InputError on a bad field) with
     KubeVirt's own limits, from the cached KubeVirt CR, policies and namespace labels
     (rules.kubevirt_limits); a VMI KubeVirt's size cannot be read of keeps migration-guard's
-    alone, with a note. `facts`: the VMI's VMIFacts when the caller has them."""
+    alone, with a note. `facts` and `inputs`: the VMI's VMIFacts and `ClusterState.migration_inputs`
+    when the caller has them."""
     timeouts = compute_timeouts(
         vmi,
         settings,
@@ -95,8 +102,10 @@ def migration_timeouts(
         data=facts.data_bytes if facts else None,
         overrides=facts.overrides if facts else None,
     )
-    namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
-    config, policies, namespace_labels = state.migration_inputs(namespace)
+    if inputs is None:
+        namespace = ((vmi.get("metadata") or {}).get("namespace")) or "default"
+        inputs = state.migration_inputs(namespace)
+    config, policies, namespace_labels = inputs
     try:
         out = kubevirt_timeouts(
             vmi,
@@ -137,23 +146,20 @@ def evaluate_migration(
     (webhook.rules.decentralized: its nodes are not judged here). `vmim` is never counted as
     another migration in progress. Malformed objects raise InputError naming the object and field.
     """
-    report = _evaluate(state, namespace, vmi_name, vmim, target, settings, usage)
-    return with_policy(report, policy, state, namespace, vmi_name)
+    view = state.vmi_view(namespace, vmi_name)
+    report = _evaluate(state, view, namespace, vmi_name, vmim, target, settings, usage)
+    return with_policy(report, policy, view, namespace)
 
 
-def with_policy(
-    report: Report, policy: Policy, state: ClusterState, namespace: str, vmi_name: str
-) -> Report:
+def with_policy(report: Report, policy: Policy, view: VMIView, namespace: str) -> Report:
     """`report` as `policy` decides it: warned and disabled rules out of the denials, and the
     exemption that leaves the VM alone (if any)."""
     exemption = None
-    vm = state.vm(namespace, vmi_name) or state.vmi(namespace, vmi_name) or {}
+    vm = view.vm or view.vmi or {}
     labels = (vm.get("metadata") or {}).get("labels")
     if (isinstance(labels, dict) and EXEMPT_LABEL in labels) or policy.exempts:
         exemption = policy.exemption(
-            namespace,
-            state.namespace_labels(namespace),
-            labels if isinstance(labels, dict) else {},
+            namespace, view.namespace_labels, labels if isinstance(labels, dict) else {}
         )
     if not policy.relaxed and exemption is None:
         return report
@@ -175,6 +181,7 @@ def with_policy(
 
 def _evaluate(
     state: ClusterState,
+    view: VMIView,
     namespace: str,
     vmi_name: str,
     vmim: dict | None,
@@ -183,7 +190,7 @@ def _evaluate(
     usage: Callable[[str], Usage] | None,
 ) -> Report:
     vm_ref = f"{namespace}/{vmi_name}"
-    vmi, vf = state.vmi_with_facts(namespace, vmi_name)
+    vmi, vf = view.vmi, view.facts
     side = decentralized_side(vmim)
     added = added_node_selector(vmim)
     if target is None and vmim is not None and side is None:
@@ -193,14 +200,12 @@ def _evaluate(
 
     # With the VMI's facts (computed when it was stored) the same rules run minus the VMI-only
     # reads; without them (a malformed VMI) everything is read here, naming the bad field.
-    ctx = a.describe(vmi, "VirtualMachineInstance")
-    vmims = state.vmims_for_vmi(namespace, vmi_name)
-    blockers = vm_blockers(vmi, vmims, vmim, vf.blockers if vf else None, side)
+    blockers = vm_blockers(vmi, view.vmims, vmim, vf.blockers if vf else None, side)
     networks, missing_nads = resolve_networks(vmi, state.nad, vf.networks if vf else None)
     blockers += missing_nads
-    source = a.get(vmi, "status.nodeName", str, ctx)
-    vm = state.vm(namespace, vmi_name)
-    timeouts, kv_notes = migration_timeouts(state, vmi, settings, vm, facts=vf)
+    source = vf.node_name if vf else node_name(vmi)
+    inputs = (view.config, view.policies, view.namespace_labels)
+    timeouts, kv_notes = migration_timeouts(state, vmi, settings, view.vm, facts=vf, inputs=inputs)
     if side is not None:
         return Report(
             vm_ref,
@@ -212,10 +217,9 @@ def _evaluate(
             nodes_evaluated=False,
             notes=(DECENTRALIZED_NOTES[side], *kv_notes),
         )
-    launcher, launcher_facts = state.launcher_pod_and_facts(namespace, vmi_name)
-    source_node = _source_node(state, source)
+    source_node = _source_node(state, source, view.source_facts)
     pod = render_pod(
-        vmi, vmim, launcher, source_node, vf.pod if vf else None, launcher_facts, added
+        vmi, vmim, view.launcher, source_node, vf.pod if vf else None, view.launcher_facts, added
     )
     blockers += pod.problems
     pa = _pod_affinity(state, pod)
@@ -230,8 +234,9 @@ def _evaluate(
 
     verdicts: list[NodeVerdict]
     if target is not None:
-        node = state.node(target)
-        node_facts = state.node_facts(target)
+        node, node_facts, used = state.node_view(target)
+        if usage is None:
+            node_ctx.usage = lambda _name: used
         verdicts = [evaluate_node(node, node_ctx, node_facts)] if node is not None else []
     else:
         if usage is None:

@@ -185,6 +185,20 @@ class Timeouts:
     progress_timeout_seconds: int
     kubevirt: KubeVirtTimeouts | None = None
 
+    def __init__(
+        self,
+        data_bytes: int,
+        data_gib: int,
+        completion_timeout_seconds: int,
+        progress_timeout_seconds: int,
+        kubevirt: KubeVirtTimeouts | None = None,
+    ) -> None:
+        # As Problem's: every decision makes one or two.
+        d = self.__dict__
+        d["data_bytes"], d["data_gib"] = data_bytes, data_gib
+        d["completion_timeout_seconds"] = completion_timeout_seconds
+        d["progress_timeout_seconds"], d["kubevirt"] = progress_timeout_seconds, kubevirt
+
     def with_kubevirt(self, kubevirt: KubeVirtTimeouts) -> Timeouts:
         """These deadlines with KubeVirt's (built directly: every decision makes one, and
         dataclasses.replace costs several times more)."""
@@ -239,6 +253,27 @@ class Report:
     notes: tuple[str, ...] = ()  # what the decision could not judge, and why
     warnings: tuple[Problem, ...] = ()  # blockers the policy only warns about (rules.policy)
     exemption: str | None = None  # why the policy leaves this VM alone: nothing then denies
+
+    def __init__(
+        self,
+        vm: str,
+        source_node: str | None,
+        target: str | None,
+        blockers: tuple[Problem, ...],
+        nodes: tuple[NodeVerdict, ...],
+        timeouts: Timeouts | None,
+        nodes_evaluated: bool = True,
+        notes: tuple[str, ...] = (),
+        warnings: tuple[Problem, ...] = (),
+        exemption: str | None = None,
+    ) -> None:
+        # As Problem's: every decision makes one (the frozen __init__ sets each field through
+        # object.__setattr__).
+        d = self.__dict__
+        d["vm"], d["source_node"], d["target"] = vm, source_node, target
+        d["blockers"], d["nodes"], d["timeouts"] = blockers, nodes, timeouts
+        d["nodes_evaluated"], d["notes"], d["warnings"] = nodes_evaluated, notes, warnings
+        d["exemption"] = exemption
 
     @property
     def eligible_nodes(self) -> list[str]:

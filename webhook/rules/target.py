@@ -11,12 +11,19 @@ from webhook.rules import access as a
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 TARGET_ANNOTATION = "harvesterhci.io/migrationTargetNodeName"
+_NONE: dict[str, str] = {}
 
 
 def added_node_selector(vmim: dict | None) -> dict[str, str]:
     """The VMIM's `spec.addedNodeSelector` (empty without a VMIM)."""
     if vmim is None:
         return {}
+    spec = vmim.get("spec")
+    selector = spec.get("addedNodeSelector", _NONE) if type(spec) is dict else None
+    if selector is _NONE:
+        return {}
+    if type(selector) is dict and {*map(type, selector), *map(type, selector.values())} <= {str}:
+        return selector  # the usual case, read without the checks that name a bad field
     ctx = a.describe(vmim, "VirtualMachineInstanceMigration")
     return a.str_map(vmim, "spec.addedNodeSelector", ctx)
 

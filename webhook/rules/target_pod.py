@@ -31,7 +31,7 @@ Split for speed: `read_vmi_pod` is the VMI's part (computed once per VMI object,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from webhook.rules import access as a
 from webhook.rules.filters.pod_affinity import Term, resolve_term
@@ -97,7 +97,7 @@ class TargetPod:
     namespace: str
     labels: dict[str, str]
     node_selector: dict[str, str]
-    origin: dict[str, str]
+    layers: tuple  # what `node_selector` is made of (`_layers`), for `origin`
     vm_affinity_terms: list[dict] | None  # the VMI's required node affinity (None: none)
     rejected_labels: dict[str, str]  # label KubeVirt's DoesNotExist terms reject -> why
     tolerations: list[dict]
@@ -108,6 +108,14 @@ class TargetPod:
     rendered: bool  # requests rendered from the VMI: no launcher pod was known
     source_node_known: bool
     problems: tuple[Problem, ...]  # why KubeVirt cannot render it at all
+    _origin: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def origin(self) -> dict[str, str]:
+        """Who asked for each selector key: read only for a node that fails one, so made then."""
+        if self._origin is None:
+            self._origin = _layers(*self.layers, origin=True)
+        return self._origin
 
     @property
     def by_kube_scheduler(self) -> bool:
@@ -335,6 +343,36 @@ def _host_model(pod: SourcePod | None, source: SourceNode) -> tuple[dict[str, st
     return source.host_model, False
 
 
+_EMPTY: dict[str, str] = {}
+
+
+def _layers(
+    v: VMIPod,
+    from_pod: dict[str, str],
+    host: dict[str, str] | None,
+    vendor: str | None,
+    added: dict[str, str],
+    origin: bool,
+) -> dict[str, str]:
+    """The target pod's nodeSelector (`origin` False), or who asked for each of its keys (True):
+    the VMI's entries, the source pod's configuration entries, the host model's, the vendor's,
+    then the VMIM's where the pod sets none."""
+    i = 1 if origin else 0
+    if from_pod:
+        middle = dict.fromkeys(from_pod, KUBEVIRT) if origin else from_pod
+        out = {**v.head[i], **middle, **v.tail[i]}
+    else:
+        out = dict(v.rendered[i])
+    if host:
+        out.update(dict.fromkeys(host, FROM_HOST_MODEL) if origin else host)
+    if vendor is not None:
+        out[vendor] = FROM_VENDOR if origin else "true"
+    for k, value in added.items():
+        if k not in out:
+            out[k] = MIGRATION if origin else value
+    return out
+
+
 def render_pod(
     vmi: dict,
     vmim: dict | None,
@@ -363,14 +401,10 @@ def render_pod(
         p = read_source_pod(source_pod)
     if added is None:
         added = added_node_selector(vmim)
-    from_pod = p.from_config if p is not None else {}
-    if from_pod:
-        selector = {**v.head[0], **from_pod, **v.tail[0]}
-        origin = {**v.head[1], **dict.fromkeys(from_pod, KUBEVIRT), **v.tail[1]}
-    else:
-        selector, origin = dict(v.rendered[0]), dict(v.rendered[1])
+    from_pod = p.from_config if p is not None else _EMPTY
     problems: list[Problem] = []
-
+    host: dict[str, str] | None = None
+    vendor: str | None = None
     if source is not None:
         selects_vendor = v.selects_vendor
         if v.model == HOST_MODEL:
@@ -386,15 +420,11 @@ def render_pod(
                     )
                 )
             else:
-                selector.update(host)
-                origin.update(dict.fromkeys(host, FROM_HOST_MODEL))
                 selects_vendor = selects_vendor or host_vendor
         # The configuration entries have other prefixes: they never name a vendor.
         if source.vendor is not None and not selects_vendor and vendor_key(added) is None:
-            selector[source.vendor], origin[source.vendor] = "true", FROM_VENDOR
-    for k, value in added.items():
-        if k not in selector:
-            selector[k], origin[k] = value, MIGRATION
+            vendor = source.vendor
+    layers = (v, from_pod, host, vendor, added)
 
     if p is None:
         labels, requests = {**v.labels, "kubevirt.io": "virt-launcher"}, v.requests
@@ -418,8 +448,8 @@ def render_pod(
     return TargetPod(
         namespace=v.namespace,
         labels=labels,
-        node_selector=selector,
-        origin=origin,
+        node_selector=_layers(*layers, origin=False),
+        layers=layers,
         vm_affinity_terms=v.vm_terms,
         rejected_labels=v.rejected_labels,
         tolerations=v.tolerations,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webhook.rules import access as a
 from webhook.rules.harvester import NetworkRef, multus_networks
 from webhook.rules.kubevirt_limits import kubevirt_data_bytes
 from webhook.rules.model import Problem
@@ -29,6 +30,7 @@ class VMIFacts:
     kubevirt_data: tuple[int, list[str]]  # kubevirt_limits.kubevirt_data_bytes(vmi)
     networks: tuple[NetworkRef, ...]  # harvester.multus_networks(vmi)
     overrides: Overrides  # timeouts.vmi_overrides(vmi)
+    node_name: str | None  # status.nodeName: the node it runs on (the migration's source)
 
 
 def read_vmi(vmi: dict) -> VMIFacts:
@@ -41,4 +43,10 @@ def read_vmi(vmi: dict) -> VMIFacts:
         kubevirt_data_bytes(vmi),
         multus_networks(vmi),
         vmi_overrides(vmi),
+        node_name(vmi),
     )
+
+
+def node_name(vmi: dict) -> str | None:
+    """The node the VMI runs on (`status.nodeName`; InputError when it is not a string)."""
+    return a.get(vmi, "status.nodeName", str, a.describe(vmi, "VirtualMachineInstance"))
