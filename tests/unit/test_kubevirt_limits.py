@@ -302,13 +302,16 @@ def test_equal_inputs_share_one_timeouts_and_a_changed_config_is_read_at_once():
     """Without a policy or a migration in flight, the Timeouts of VMIs of one size are made once
     per cluster configuration; a new configuration gives its own values, never the old ones."""
     first, second = vmi("2Gi"), vmi("2Gi")
-    guard = compute_timeouts(first, TimeoutSettings())
+    settings = TimeoutSettings()  # one per process, as the webhook's flags give it
+    guard = compute_timeouts(first, settings)
+    assert compute_timeouts(second, settings) is guard
+    assert compute_timeouts(second, TimeoutSettings(progress_timeout_seconds=60)) is not guard
     config = cluster_config([kubevirt({"completionTimeoutPerGiB": 90})])
     a = kubevirt_timeouts(first, guard, config, [], None)
-    b = kubevirt_timeouts(second, compute_timeouts(second, TimeoutSettings()), config, [], None)
+    b = kubevirt_timeouts(second, compute_timeouts(second, settings), config, [], None)
     assert a is b and a.kubevirt.completion_timeout_per_gib == 90
     bigger = vmi("8Gi")
-    c = kubevirt_timeouts(bigger, compute_timeouts(bigger, TimeoutSettings()), config, [], None)
+    c = kubevirt_timeouts(bigger, compute_timeouts(bigger, settings), config, [], None)
     assert c.kubevirt.data_gb == 9 and c.data_gib == 8
     changed = cluster_config([kubevirt({"completionTimeoutPerGiB": 40})])
     d = kubevirt_timeouts(first, guard, changed, [], None)

@@ -198,18 +198,34 @@ def _envelope(req: ReviewRequest, response: dict) -> dict:
     }
 
 
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def _normal(text: str) -> bool:
+    """Whether `text` is its own normal form: printable, single inner spaces, none at the ends.
+
+    isprintable() is False for every whitespace but the ASCII space. An ASCII text is checked
+    by deleting its printable bytes (in C, twice as fast as isprintable)."""
+    if text.isascii():
+        printable = not text.encode().translate(None, _PRINTABLE_ASCII)
+    else:
+        printable = text.isprintable()
+    return printable and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def _clip(text: str) -> str:
-    # isprintable() is False for every whitespace but the ASCII space: such a text with single
-    # inner spaces is its own normal form.
-    if not (text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
+    if not _normal(text):
         text = " ".join(text.split())
     return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 3] + "..."
 
 
-def allow(req: ReviewRequest, warnings: Iterable[str] = ()) -> dict:
-    """An allowed review, with warnings kubectl prints as `Warning: ...`."""
+def allow(
+    req: ReviewRequest, warnings: Iterable[str] = (), clipped: list[str] | None = None
+) -> dict:
+    """An allowed review, with warnings kubectl prints as `Warning: ...`; `clipped`: more of
+    them, in their final form already (`report_warnings`)."""
     response: dict = {"allowed": True}
-    clipped = [_clip(w) for w in warnings if w]
+    clipped = [*(_clip(w) for w in warnings if w), *(clipped or ())]
     if clipped:
         response["warnings"] = clipped
     return _envelope(req, response)
@@ -244,43 +260,50 @@ def deny(req: ReviewRequest, vm: str, problems: list[Problem]) -> dict:
 
 
 def report_warnings(report: Report) -> list[str]:
-    """What an allowed migration should know: its deadlines, and a single possible target."""
+    """What an allowed migration should know: its deadlines, and a single possible target;
+    clipped as `allow` clips warnings (the deadlines' texts are checked once for each)."""
     out = []
+    ready = True
     t = report.timeouts
     if t is not None:
-        deadlines, kubevirt = _deadline_texts(t)
+        deadlines, kubevirt, ready = _deadline_texts(t)
         out.append(f"migration-guard: VM {report.vm} {deadlines}")
         if kubevirt is not None:
             out.append(f"migration-guard: KubeVirt's limits for VM {report.vm}: {kubevirt}")
     if report.target is None and len(report.eligible_nodes) == 1:
+        ready = False
         out.append(
             f"migration-guard: only one node can receive VM {report.vm}: {report.eligible_nodes[0]}"
         )
-    return out
+    if ready and _normal(report.vm) and all(len(w) <= MAX_WARNING_CHARS for w in out):
+        return out
+    return [_clip(w) for w in out]
 
 
 _SOURCES = {"default": "KubeVirt's default", "kubevirt": "KubeVirt CR", "migrationState": "the VMI"}
 
 
-def _deadline_texts(t: Timeouts) -> tuple[str, str | None]:
-    """The deadline warnings' text after the VM's name: the same for every VM whose Timeouts
-    are the same object (engine.migration_timeouts shares them), so made once for each."""
+def _deadline_texts(t: Timeouts) -> tuple[str, str | None, bool]:
+    """The deadline warnings' text after the VM's name, and whether both are in normal form
+    (`_normal`): the same for every VM whose Timeouts are the same object
+    (engine.migration_timeouts shares them), so made once for each."""
     found = _TEXTS.get(id(t))
     if found is not None and found[0] is t:
         return found[1]
-    texts = (
+    deadlines = (
         f"must finish migrating within {t.completion_timeout_seconds}s ({t.data_gib} GiB of "
         f"data) and make progress at least every {t.progress_timeout_seconds}s, or the "
-        "migration is aborted",
-        _kubevirt_text(t) if t.kubevirt is not None else None,
+        "migration is aborted"
     )
+    kubevirt = _kubevirt_text(t) if t.kubevirt is not None else None
+    texts = (deadlines, kubevirt, _normal(deadlines) and (kubevirt is None or _normal(kubevirt)))
     if len(_TEXTS) >= _TEXTS_MAX:
         _TEXTS.clear()
     _TEXTS[id(t)] = (t, texts)  # t kept with them: its id is not reused while the entry lives
     return texts
 
 
-_TEXTS: dict[int, tuple[Timeouts, tuple[str, str | None]]] = {}
+_TEXTS: dict[int, tuple[Timeouts, tuple[str, str | None, bool]]] = {}
 _TEXTS_MAX = 1024
 
 
@@ -322,7 +345,7 @@ def respond(req: ReviewRequest, report: Report, warn_only: str | None = None) ->
         would = [f"migration-guard would deny this migration of VM {report.vm}; {warn_only}"]
         denied = [f"migration-guard: {p.code}: {p.message}" for p in problems]
         return allow(req, would + denied + warned)
-    return allow(req, warned + report_warnings(report))
+    return allow(req, warned, report_warnings(report))
 
 
 def unchecked(req: ReviewRequest, why: str, policy: str) -> dict:

@@ -364,20 +364,22 @@ def kubevirt_timeouts(
         return _with_kubevirt(guard, eff, data_bytes, data_notes)
     # The common case (no policy, no migration in flight) depends on the cluster's configuration
     # and the VM's size alone: the Timeouts of equal inputs are made once (VMs come in a few sizes).
-    key = (id(eff), guard, data_bytes, *data_notes)
+    # (guard is shared between equal inputs too: timeouts.compute_timeouts)
+    key = (id(eff), id(guard), data_bytes, *data_notes)
     found = _UNCHANGED.get(key)
-    if found is not None and found[0] is eff:
-        return found[1]
+    if found is not None and found[0] is eff and found[1] is guard:
+        return found[2]
     out = _with_kubevirt(guard, eff, data_bytes, data_notes)
     if len(_UNCHANGED) >= _UNCHANGED_MAX:
         _UNCHANGED.clear()
-    _UNCHANGED[key] = (eff, out)
+    _UNCHANGED[key] = (eff, guard, out)
     return out
 
 
-# Timeouts by (the cluster's unchanged Effective, guard Timeouts, data, notes); the Effective is
-# kept with them, so its id is not reused while its entry lives. Read-only, bounded.
-_UNCHANGED: dict[tuple, tuple[Effective, Timeouts]] = {}
+# Timeouts by (the cluster's unchanged Effective, guard Timeouts, data, notes); the Effective
+# and the guard are kept with them, so their ids are not reused while the entry lives.
+# Read-only, bounded.
+_UNCHANGED: dict[tuple, tuple[Effective, Timeouts, Timeouts]] = {}
 _UNCHANGED_MAX = 1024
 
 

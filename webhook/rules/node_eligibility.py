@@ -188,7 +188,9 @@ def _selector_reasons(labels: dict[str, str], c: NodeContext, bad: list[str]) ->
 
 def _cpu_reasons(labels: dict[str, str], c: NodeContext, bad: list[str]) -> list[Reason]:
     pod = c.pod
-    if not bad and not any(k in labels for k in pod.rejected_labels):  # the usual case, per node
+    if not bad and not any(
+        map(labels.__contains__, pod.rejected_labels)
+    ):  # the usual case, per node
         return []
     cpu = [
         _cpu_text(k, pod.node_selector[k], pod.origin[k], labels)
@@ -242,9 +244,9 @@ def label_reasons(f: NodeFacts, c: NodeContext) -> tuple[Reason, ...]:
                 AFFINITY_PATH,
             )
         )
-    untolerated = [
+    untolerated = f.taints and [
         t
-        for t in (taints.untolerated_taints(f.taints, pod.tolerations) if f.taints else ())
+        for t in taints.untolerated_taints(f.taints, pod.tolerations)
         if t.get("key") != harvester.UNSCHEDULABLE_TAINT
     ]
     if untolerated:
@@ -258,8 +260,9 @@ def label_reasons(f: NodeFacts, c: NodeContext) -> tuple[Reason, ...]:
         )
     if c.networks:
         out += harvester.network_reasons(labels, c.networks)
-    out += _cpu_reasons(labels, c, bad)
-    return tuple(out)
+    if bad or pod.rejected_labels:
+        out += _cpu_reasons(labels, c, bad)
+    return tuple(out) if out else ()
 
 
 def source_problem(name: str) -> Problem:
@@ -283,7 +286,9 @@ def evaluate_node(node: dict, c: NodeContext, facts: NodeFacts | None = None) ->
         return NodeVerdict(name, tuple(reasons))
 
     pod = c.pod
-    reasons += [node_problem(name, r) for r in label_reasons(f, c)]
+    found = label_reasons(f, c)
+    if found:
+        reasons += [node_problem(name, r) for r in found]
     used, pods = c.usage(name)
     problem = fit_problem(name, f.allocatable, used, pods, pod.requests)
     if problem is not None:

@@ -44,13 +44,16 @@ class Origin:
         return "workload update" if self.kind == WORKLOAD_UPDATE else "migration"
 
 
+_BY_USER = Origin(USER)  # immutable: one for every migration a person starts
+
+
 def migration_origin(vmim: dict, username: str, controller_users: Container[str]) -> Origin:
     """The origin of `vmim` created by `username` (see the module docstring)."""
     if username not in controller_users:
-        return Origin(USER)
+        return _BY_USER
     annotations = a.str_map(vmim, "metadata.annotations", "VirtualMachineInstanceMigration")
     if EVACUATION_ANNOTATION in annotations:
         return Origin(EVACUATION, annotations[EVACUATION_ANNOTATION] or None)
     if WORKLOAD_UPDATE_ANNOTATION in annotations:
         return Origin(WORKLOAD_UPDATE)
-    return Origin(USER)
+    return _BY_USER

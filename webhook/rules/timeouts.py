@@ -124,9 +124,22 @@ def compute_timeouts(
             from_vm = [(a.describe(vm, "VirtualMachine"), vm)]
             per_gib = per_gib or _override(from_vm, COMPLETION_ANNOTATION, False)
             progress = progress or _override(from_vm, PROGRESS_ANNOTATION, False)
-    return Timeouts(
+    # VMs come in a few sizes: the Timeouts of equal inputs are made once and shared (frozen).
+    key = (data, per_gib, progress, id(settings))
+    found = _SHARED.get(key)
+    if found is not None and found[0] is settings:
+        return found[1]
+    out = Timeouts(
         data_bytes=data,
         data_gib=gib,
         completion_timeout_seconds=(per_gib or settings.completion_timeout_per_gib) * gib,
         progress_timeout_seconds=progress or settings.progress_timeout_seconds,
     )
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[key] = (settings, out)  # settings kept with them: its id is not reused meanwhile
+    return out
+
+
+_SHARED: dict[tuple, tuple[TimeoutSettings, Timeouts]] = {}
+_SHARED_MAX = 1024
