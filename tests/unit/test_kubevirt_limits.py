@@ -258,19 +258,22 @@ def test_state_keeps_namespaces_and_policies_cluster_scoped():
 
 def test_state_reads_the_kubevirt_config_again_when_a_cr_changes():
     state = ClusterState()
-    assert state.kubevirt_config().kubevirt is None
+    assert state.migration_inputs("default")[0].kubevirt is None
     state.apply(kubevirt({"completionTimeoutPerGiB": 90}))
-    assert state.kubevirt_config().config.completion_per_gib == 90
-    assert state.kubevirt_config() is state.kubevirt_config()  # read once
+    assert state.migration_inputs("default")[0].config.completion_per_gib == 90
+    assert state.migration_inputs("default")[0] is state.migration_inputs("default")[0]  # read once
     state.apply(kubevirt({"completionTimeoutPerGiB": 60}))
-    assert state.kubevirt_config().config.completion_per_gib == 60
+    assert state.migration_inputs("default")[0].config.completion_per_gib == 60
     state.replace_all("KubeVirt", [kubevirt({"progressTimeout": 10}, name="other")])
-    assert (state.kubevirt_config().kubevirt, state.kubevirt_config().config.progress_seconds) == (
+    assert (
+        state.migration_inputs("default")[0].kubevirt,
+        state.migration_inputs("default")[0].config.progress_seconds,
+    ) == (
         "kubevirt/other",
         10,
     )
     state.remove("KubeVirt", "kubevirt", "other")
-    assert state.kubevirt_config() == cluster_config([])
+    assert state.migration_inputs("default")[0] == cluster_config([])
 
 
 def test_enforcer_check_gauges_and_one_log_line(caplog):

@@ -103,14 +103,14 @@ def test_vmims_by_vmi_follow_changes():
     s.apply(o.vmim("m1", "vm1"))
     s.apply(o.vmim("m2", "vm1"))
     s.apply(o.vmim("m3", "vm2"))
-    assert sorted(m["metadata"]["name"] for m in s.vmims_for_vmi("default", "vm1")) == ["m1", "m2"]
+    assert sorted(m["metadata"]["name"] for m in s.vmi_view("default", "vm1").vmims) == ["m1", "m2"]
     s.apply(o.vmim("m2", "vm2"))
-    assert [m["metadata"]["name"] for m in s.vmims_for_vmi("default", "vm1")] == ["m1"]
+    assert [m["metadata"]["name"] for m in s.vmi_view("default", "vm1").vmims] == ["m1"]
     s.remove("VirtualMachineInstanceMigration", "default", "m1")
-    assert s.vmims_for_vmi("default", "vm1") == []
+    assert s.vmi_view("default", "vm1").vmims == []
     assert len(s.vmims()) == 2 and s.vmim("default", "m3")
     s.replace_all("VirtualMachineInstanceMigration", [])
-    assert s.vmims() == [] and s.vmims_for_vmi("default", "vm2") == []
+    assert s.vmims() == [] and s.vmi_view("default", "vm2").vmims == []
 
 
 def test_unknown_kinds_ignored_and_lists_expanded():

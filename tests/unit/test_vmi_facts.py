@@ -6,6 +6,7 @@ the same InputError naming the same field, for any object with any field replace
 """
 
 import copy
+import dataclasses
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -24,8 +25,8 @@ class WithoutFacts(ClusterState):
     def vmi_with_facts(self, ns, name):
         return self.vmi(ns, name), None
 
-    def launcher_pod_and_facts(self, ns, vmi_name):
-        return super().launcher_pod_and_facts(ns, vmi_name)[0], None
+    def vmi_view(self, ns, name):
+        return dataclasses.replace(super().vmi_view(ns, name), facts=None, launcher_facts=None)
 
 
 def outcome(state_cls, objs, vmim):

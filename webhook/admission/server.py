@@ -174,6 +174,8 @@ def _record_warnings(
     """For an admitted migration: count what the policy let through, and put it on the VMI
     (KubeVirt's own migrations let through with their problems are on it already)."""
     warned = report.all_warnings() + (report.problems() if policy.audit else [])
+    if not warned and report.exemption is None:  # most migrations: nothing to count or to say
+        return
     if metrics is not None:
         for problem in warned:
             metrics.policy_warnings.labels(problem.code).inc()

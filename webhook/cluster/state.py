@@ -761,10 +761,6 @@ class ClusterState:
         with self._lock:
             return list(self._objs[VMIM].values())
 
-    def vmims_for_vmi(self, ns: str, vmi_name: str) -> list[dict]:
-        with self._lock:
-            return list(self._vmims_by_vmi.get((ns, vmi_name), {}).values())
-
     def pod(self, ns: str, name: str) -> dict | None:
         return self._get(POD, ns, name)
 
@@ -778,14 +774,6 @@ class ClusterState:
         """`launcher_pod` and its `pod_requests` (computed when the pod was stored)."""
         pod, facts = self._launcher(ns, vmi_name)
         return (pod, facts.requests) if facts is not None else (None, None)
-
-    def launcher_pod_and_facts(
-        self, ns: str, vmi_name: str
-    ) -> tuple[dict, SourcePod | None] | tuple[None, None]:
-        """`launcher_pod` and its `read_source_pod` facts, computed when the pod was stored (None
-        for a pod whose selector is malformed: evaluating raises)."""
-        pod, facts = self._launcher(ns, vmi_name)
-        return (pod, facts.source) if facts is not None else (None, None)
 
     def _launcher(self, ns: str, vmi_name: str) -> tuple[dict, PodFacts] | tuple[None, None]:
         with self._lock:
@@ -867,12 +855,6 @@ class ClusterState:
         with self._lock:
             return list(self._objs[KUBEVIRT].values())
 
-    def kubevirt_config(self) -> ClusterConfig:
-        """`cluster_config` of the KubeVirt CRs, read again only after one of them changed
-        (every decision needs it; the CRs change about never)."""
-        with self._lock:
-            return self._cluster_config()
-
     def _cluster_config(self) -> ClusterConfig:
         if self._kubevirt_config is None:
             self._kubevirt_config = cluster_config(list(self._objs[KUBEVIRT].values()))
@@ -881,7 +863,8 @@ class ClusterState:
     def migration_inputs(
         self, namespace: str
     ) -> tuple[ClusterConfig, list[dict], dict[str, str] | None]:
-        """`kubevirt_config()`, `migration_policies()` and `namespace_labels(namespace)` under
+        """KubeVirt's configuration (`cluster_config` of the KubeVirt CRs, read again only after one
+        of them changed), `migration_policies()` and `namespace_labels(namespace)` under
         one lock: what KubeVirt's configuration for a VMI's migration is made of (every decision
         reads them)."""
         with self._lock:
