@@ -405,9 +405,9 @@ _NO_REQUESTS: Resources = {}
 
 @dataclass(slots=True)
 class VMIView:
-    """What a decision about one VMI reads of the cluster, taken under one lock: every decision
-    sees one consistent cluster (not a watch event halfway through it), for one lock instead of a
-    dozen."""
+    """What a decision reads of one VMI and the objects its migration depends on, taken under one
+    lock: those reads see one state of the cluster (no watch event between two of them), for one
+    lock instead of a dozen. The target node, NADs and bound pods are read apart."""
 
     vmi: dict | None
     facts: VMIFacts | None  # None for a malformed VMI: evaluating it raises, naming the field
