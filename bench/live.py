@@ -131,8 +131,7 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
         echo_rps, validate_rps, cpu = t.echo_rps, t.validate_rps, t.cpu
         log(
             f"  wrk: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s; server CPU "
-            f"per review {cpu['echo']:.0f} / {cpu['validate']:.0f} us; pair ratios "
-            + " ".join(f"{r:.2f}" for r in t.ratios)
+            f"per review {cpu['echo']:.0f} / {cpu['validate']:.0f} us; {t.pairs_text()}"
         )
 
         # Latency at a fixed 200 requests/s.
@@ -212,6 +211,9 @@ class Throughput:
     cpu: dict[str, float]  # the server's CPU microseconds per review: "echo", "validate"
     ratios: list[float]  # validate / echo of each pair of neighbouring runs
 
+    def pairs_text(self) -> str:
+        return "pair ratios " + " ".join(f"{r:.2f}" for r in self.ratios)
+
 
 PAIRS = 6
 
@@ -257,7 +259,7 @@ def _baseline_admission(
     echo_rps, validate_rps, cpu = t.echo_rps, t.validate_rps, t.cpu
     log(
         f"  baseline {ref}: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s; "
-        "pair ratios " + " ".join(f"{r:.2f}" for r in t.ratios)
+        + t.pairs_text()
     )
     return [
         Figure(

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from webhook.errors import InputError
+from webhook.rules.identity_memo import IdentityMemo
 from webhook.rules.model import KUBEVIRT, SAME, Problem, Report, Timeouts
 
 REVIEW_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -219,13 +220,11 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 3] + "..."
 
 
-def allow(
-    req: ReviewRequest, warnings: Iterable[str] = (), clipped: list[str] | None = None
-) -> dict:
-    """An allowed review, with warnings kubectl prints as `Warning: ...`; `clipped`: more of
-    them, in their final form already (`report_warnings`)."""
+def allow(req: ReviewRequest, warnings: Iterable[str] = (), ready: Iterable[str] = ()) -> dict:
+    """An allowed review, with warnings kubectl prints as `Warning: ...`; `ready`: more of
+    them, clipped already (`report_warnings`)."""
     response: dict = {"allowed": True}
-    clipped = [*(_clip(w) for w in warnings if w), *(clipped or ())]
+    clipped = [*(_clip(w) for w in warnings if w), *ready]
     if clipped:
         response["warnings"] = clipped
     return _envelope(req, response)
@@ -287,9 +286,9 @@ def _deadline_texts(t: Timeouts) -> tuple[str, str | None, bool]:
     """The deadline warnings' text after the VM's name, and whether both are in normal form
     (`_normal`): the same for every VM whose Timeouts are the same object
     (engine.migration_timeouts shares them), so made once for each."""
-    found = _TEXTS.get(id(t))
-    if found is not None and found[0] is t:
-        return found[1]
+    found = _TEXTS.get((t,))
+    if found is not None:
+        return found
     deadlines = (
         f"must finish migrating within {t.completion_timeout_seconds}s ({t.data_gib} GiB of "
         f"data) and make progress at least every {t.progress_timeout_seconds}s, or the "
@@ -297,14 +296,10 @@ def _deadline_texts(t: Timeouts) -> tuple[str, str | None, bool]:
     )
     kubevirt = _kubevirt_text(t) if t.kubevirt is not None else None
     texts = (deadlines, kubevirt, _normal(deadlines) and (kubevirt is None or _normal(kubevirt)))
-    if len(_TEXTS) >= _TEXTS_MAX:
-        _TEXTS.clear()
-    _TEXTS[id(t)] = (t, texts)  # t kept with them: its id is not reused while the entry lives
-    return texts
+    return _TEXTS.put((t,), (), texts)
 
 
-_TEXTS: dict[int, tuple[Timeouts, tuple[str, str | None, bool]]] = {}
-_TEXTS_MAX = 1024
+_TEXTS: IdentityMemo[tuple[str, str | None, bool]] = IdentityMemo()
 
 
 def _kubevirt_text(t: Timeouts) -> str:

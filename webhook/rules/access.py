@@ -74,15 +74,20 @@ def dicts(obj: Any, path: str, ctx: str, base: str = "") -> list[tuple[int, dict
 def str_map(obj: Any, path: str, ctx: str, base: str = "") -> dict[str, str]:
     """A map of strings such as labels, annotations or a nodeSelector."""
     value = get(obj, path, dict, ctx, {}, base)
-    # Fast path (labels are read for every node on every request): type checks in C, then the
-    # item-by-item loop below only to name the first bad entry.
-    if {*map(type, value), *map(type, value.values())} <= {str}:
+    # Fast path (labels are read for every node on every request): the item-by-item loop below
+    # only names the first bad entry.
+    if is_str_map(value):
         return value
     where = f"{base}.{path}" if base else path
     for key, item in value.items():
         check(key, str, ctx, where + " key")
         check(item, str, ctx, f"{where}[{key!r}]")
     return value
+
+
+def is_str_map(value: dict) -> bool:
+    """Whether every key and value of the map is a string (type checks in C)."""
+    return {*map(type, value), *map(type, value.values())} <= {str}
 
 
 def name_of(obj: Any, ctx: str) -> str:

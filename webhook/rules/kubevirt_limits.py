@@ -36,6 +36,7 @@ from typing import Any
 
 from webhook.errors import InputError
 from webhook.rules import access as a
+from webhook.rules.identity_memo import IdentityMemo
 from webhook.rules.model import GUARD, KUBEVIRT, SAME, KubeVirtTimeouts, Timeouts, TimeoutSettings
 from webhook.rules.timeouts import memory_data_bytes
 
@@ -363,24 +364,17 @@ def kubevirt_timeouts(
     if not isinstance(kubevirts, ClusterConfig) or eff is not kubevirts.unchanged:
         return _with_kubevirt(guard, eff, data_bytes, data_notes)
     # The common case (no policy, no migration in flight) depends on the cluster's configuration
-    # and the VM's size alone: the Timeouts of equal inputs are made once (VMs come in a few sizes).
-    # (guard is shared between equal inputs too: timeouts.compute_timeouts)
-    key = (id(eff), id(guard), data_bytes, *data_notes)
-    found = _UNCHANGED.get(key)
-    if found is not None and found[0] is eff and found[1] is guard:
-        return found[2]
+    # and the VM's size alone: the Timeouts of equal inputs are made once (VMs come in a few
+    # sizes; `guard` is one object for equal inputs too: timeouts.compute_timeouts).
+    found = _UNCHANGED.get((eff, guard), (data_bytes, *data_notes))
+    if found is not None:
+        return found
     out = _with_kubevirt(guard, eff, data_bytes, data_notes)
-    if len(_UNCHANGED) >= _UNCHANGED_MAX:
-        _UNCHANGED.clear()
-    _UNCHANGED[key] = (eff, guard, out)
-    return out
+    return _UNCHANGED.put((eff, guard), (data_bytes, *data_notes), out)
 
 
-# Timeouts by (the cluster's unchanged Effective, guard Timeouts, data, notes); the Effective
-# and the guard are kept with them, so their ids are not reused while the entry lives.
-# Read-only, bounded.
-_UNCHANGED: dict[tuple, tuple[Effective, Timeouts, Timeouts]] = {}
-_UNCHANGED_MAX = 1024
+# Timeouts by (the cluster's unchanged Effective, guard Timeouts; data, notes).
+_UNCHANGED: IdentityMemo[Timeouts] = IdentityMemo()
 
 
 def _with_kubevirt(

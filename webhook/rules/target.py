@@ -22,8 +22,8 @@ def added_node_selector(vmim: dict | None) -> dict[str, str]:
     selector = spec.get("addedNodeSelector", _NONE) if type(spec) is dict else None
     if selector is _NONE:
         return {}
-    if type(selector) is dict and {*map(type, selector), *map(type, selector.values())} <= {str}:
-        return selector  # the usual case, read without the checks that name a bad field
+    if type(selector) is dict and a.is_str_map(selector):
+        return selector  # the usual case: no description of the VMIM for an error message
     ctx = a.describe(vmim, "VirtualMachineInstanceMigration")
     return a.str_map(vmim, "spec.addedNodeSelector", ctx)
 

@@ -19,6 +19,7 @@ from webhook.annotations import COMPLETION_TIMEOUT_PER_GIB as COMPLETION_ANNOTAT
 from webhook.annotations import PROGRESS_TIMEOUT_SECONDS as PROGRESS_ANNOTATION
 from webhook.errors import InputError
 from webhook.rules import access as a
+from webhook.rules.identity_memo import IdentityMemo
 from webhook.rules.model import Timeouts, TimeoutSettings
 
 GIB = 2**30
@@ -125,21 +126,17 @@ def compute_timeouts(
             per_gib = per_gib or _override(from_vm, COMPLETION_ANNOTATION, False)
             progress = progress or _override(from_vm, PROGRESS_ANNOTATION, False)
     # VMs come in a few sizes: the Timeouts of equal inputs are made once and shared (frozen).
-    key = (data, per_gib, progress, id(settings))
-    found = _SHARED.get(key)
-    if found is not None and found[0] is settings:
-        return found[1]
+    inputs = (data, per_gib, progress)
+    found = _SHARED.get((settings,), inputs)
+    if found is not None:
+        return found
     out = Timeouts(
         data_bytes=data,
         data_gib=gib,
         completion_timeout_seconds=(per_gib or settings.completion_timeout_per_gib) * gib,
         progress_timeout_seconds=progress or settings.progress_timeout_seconds,
     )
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()
-    _SHARED[key] = (settings, out)  # settings kept with them: its id is not reused meanwhile
-    return out
+    return _SHARED.put((settings,), inputs, out)
 
 
-_SHARED: dict[tuple, tuple[TimeoutSettings, Timeouts]] = {}
-_SHARED_MAX = 1024
+_SHARED: IdentityMemo[Timeouts] = IdentityMemo()
