@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         ("enforcer", "enforcer", inprocess.bench_enforcer),
         ("memory", "memory (cache in a fresh process)", inprocess.bench_memory),
         ("admission", "repeated denials (in-process)", inprocess.bench_retry),
+        (
+            "admission",
+            "decisions, warm and with the caches flushed (in-process)",
+            inprocess.bench_decision,
+        ),
         ("drain", "drain plan (in-process)", inprocess.bench_drain_plan),
     ]
     for key, title, fn in steps:

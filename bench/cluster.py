@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -186,13 +187,14 @@ def running_server(
     ready_timeout: float = 180,
     poll: float = 0.5,
     repo: Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> Iterator[BenchServer]:
     """The bench server registered as the VMIM webhook; stopped and unregistered at the end.
 
     `namespace_labels` limits the webhook to namespaces with those labels (kube-apiserver calls
     it for no other). `ready_seconds` is measured from the process start to the first /readyz
     200, polled every `poll` seconds. `repo`: the checkout whose code runs (another commit's
-    worktree, for a before/after in the same run)."""
+    worktree, for a before/after in the same run); `env`: more environment for its process."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mg-bench-"))
     api.request(
@@ -219,7 +221,12 @@ def running_server(
     with open(log, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=repo, start_new_session=True
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=repo,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     server = BenchServer(proc, port, workdir / "ca.crt", log, plane.token("admin"), started)
     try:

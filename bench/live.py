@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from bench.cpus import cpu_seconds, isolated
 from bench.inprocess import percentile
 from bench.load import fixed_rate, wrk
 from bench.results import Figure
+from bench.server import REPLAY
 from tests.harness.controlplane import ControlPlane, running_controlplane
 
 NODES = 1000
@@ -33,17 +33,11 @@ RATE = 200.0
 
 
 def _reviews(count: int, *, targeted: bool, seed: int) -> list[bytes]:
-    """AdmissionReviews of VMIM creates for random VMIs; targeted: an eligible node, as the UI."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        vmi = rng.randrange(VMIS)
-        target = None
-        if targeted:
-            target = f"node-{(vmi % NODES + 1 + rng.randrange(NODES - 1)) % NODES}"
-        review = o.review(o.vmim(i, vmi, target), uid=f"bench-{seed}-{i}")
-        out.append(json.dumps(review, separators=(",", ":")).encode())
-    return out
+    """`objects.reviews` on this cluster, as the bodies wrk and the client post."""
+    return [
+        json.dumps(r, separators=(",", ":")).encode()
+        for r in o.reviews(count, range(VMIS), NODES, targeted=targeted, seed=seed)
+    ]
 
 
 def _targeted_file(targeted: list[bytes]) -> Path:
@@ -164,6 +158,11 @@ def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
             baseline="admission.echo.cpu_per_review",
         ),
         Figure(
+            "admission.validate.cpu_beyond_echo",
+            cpu["validate"] - cpu["echo"],
+            "us",
+        ),
+        Figure(
             "admission.validate.throughput",
             validate_rps,
             "req/s",
@@ -246,25 +245,37 @@ def _throughput(server: c.BenchServer, bodies: Path, quick: bool) -> Throughput:
     return Throughput(rps[c.ECHO_PATH], rps["/validate"], per_review, ratios)
 
 
-def _baseline_admission(
-    plane: ControlPlane, api: c.Api, ref: str, quick: bool, log
-) -> list[Figure]:
-    """MG_BENCH_ADMISSION_BASELINE=<git ref>: that commit's server measured as `_throughput`
-    measures this one, on the same cluster, right after it."""
+def _server_alone(
+    plane: ControlPlane,
+    api: c.Api,
+    quick: bool,
+    log,
+    *,
+    ref: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Throughput:
+    """Another server measured as `_throughput` measures the main one, on the same cluster,
+    right after it: commit `ref`'s (a before/after), or this one's with `env`."""
     bodies = _targeted_file(_reviews(2000, targeted=True, seed=1))
-    with c.checkout(ref) as repo, c.running_server(plane, api, repo=repo) as server:
+    with (
+        c.checkout(ref) as repo,
+        c.running_server(plane, api, repo=repo or c.REPO, env=env) as server,
+    ):
         c.wait_for_nodes(server, NODES)
         with isolated(server.proc.pid, log):
-            t = _throughput(server, bodies, quick)
-    echo_rps, validate_rps, cpu = t.echo_rps, t.validate_rps, t.cpu
+            return _throughput(server, bodies, quick)
+
+
+def _baseline_figures(t: Throughput, ref: str, log) -> list[Figure]:
+    """MG_BENCH_ADMISSION_BASELINE=<git ref>: that commit's server beside this one."""
     log(
-        f"  baseline {ref}: echo {echo_rps:.0f} req/s, validate {validate_rps:.0f} req/s; "
+        f"  baseline {ref}: echo {t.echo_rps:.0f} req/s, validate {t.validate_rps:.0f} req/s; "
         + t.pairs_text()
     )
     return [
         Figure(
             "admission.baseline.validate.throughput",
-            validate_rps,
+            t.validate_rps,
             "req/s",
             better="higher",
             baseline="admission.validate.throughput",
@@ -278,15 +289,48 @@ def _baseline_admission(
         ),
         Figure(
             "admission.baseline.validate.cpu_per_review",
-            cpu["validate"],
+            t.cpu["validate"],
             "us",
             baseline="admission.validate.cpu_per_review",
         ),
         Figure(
             "admission.baseline.echo.cpu_per_review",
-            cpu["echo"],
+            t.cpu["echo"],
             "us",
             baseline="admission.echo.cpu_per_review",
+        ),
+    ]
+
+
+def _replay_figures(t: Throughput, beyond_echo: float, log) -> list[Figure]:
+    """This server with each review's decision made once and replayed after
+    (bench.server.replay_decisions): the ratio validate reaches when its decision costs nothing,
+    and the decision's live CPU, what validate costs beyond the echo less what the replaying
+    server costs beyond its own."""
+    replay_beyond = t.cpu["validate"] - t.cpu["echo"]
+    log(
+        f"  decisions replayed: echo {t.echo_rps:.0f} req/s, validate {t.validate_rps:.0f} "
+        f"req/s; {t.pairs_text()}"
+    )
+    return [
+        Figure(
+            "admission.replay.validate.throughput_ratio",
+            statistics.median(t.ratios),
+            "x echo",
+            better="higher",
+            baseline="admission.validate.throughput_ratio",
+        ),
+        Figure(
+            "admission.replay.cpu_beyond_echo",
+            replay_beyond,
+            "us",
+            baseline="admission.validate.cpu_beyond_echo",
+        ),
+        Figure(
+            "admission.decide.live_us",
+            beyond_echo - replay_beyond,
+            "us",
+            baseline="admission.decide.caches_flushed_us",
         ),
     ]
 
@@ -324,9 +368,17 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
                 figures.append(
                     Figure("memory.server_rss_1000n_10000vmi", server.worker_rss_mb(), "MB")
                 )
-        baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
-        if "admission" in selected and baseline:  # on the same 1,000 nodes, the server alone
-            figures += _baseline_admission(plane, api, baseline, quick, log)
+        if "admission" in selected:  # on the same 1,000 nodes, each server alone
+            beyond = next(
+                f.value for f in figures if f.name == "admission.validate.cpu_beyond_echo"
+            )
+            replayed = _server_alone(plane, api, quick, log, env={REPLAY: "1"})
+            figures += _replay_figures(replayed, beyond, log)
+            baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
+            if baseline:
+                figures += _baseline_figures(
+                    _server_alone(plane, api, quick, log, ref=baseline), baseline, log
+                )
         with c.running_server(plane, api) as server:
             c.wait_for_nodes(server, NODES)
             if "kubectl" in selected:

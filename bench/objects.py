@@ -7,6 +7,8 @@ memory figure measures what the cache really holds after `ClusterState.apply` sl
 
 from __future__ import annotations
 
+import random
+
 from tests import webhook_objects as wo
 from tests.harness import nodes
 
@@ -193,3 +195,19 @@ def vmim(i: int, vmi_index: int, target: str | None) -> dict:
 
 def review(obj: dict, uid: str) -> dict:
     return wo.review(obj, uid=uid)
+
+
+def reviews(
+    count: int, vmis: range, nodes: int, *, targeted: bool, seed: int, uid: str = "bench"
+) -> list[dict]:
+    """AdmissionReviews of VMIM creates for random VMIs of `vmis`; targeted: at another node of
+    `nodes` than the VMI's own, as Harvester's UI asks."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        vmi_index = rng.choice(vmis)
+        target = None
+        if targeted:
+            target = f"node-{(vmi_index % nodes + 1 + rng.randrange(nodes - 1)) % nodes}"
+        out.append(review(vmim(i, vmi_index, target), uid=f"{uid}-{seed}-{i}"))
+    return out

@@ -4,11 +4,13 @@ The echo route lives in the same Flask app, gunicorn worker and TLS stack as /va
 and answers reviews as /validate does (`review.read_review`, `review_response`), so the admission
 figures compare the decision's cost against everything around it. It answers with the request's
 uid, allowed, as the cheapest correct webhook would.
-Run: `python -m bench.server <migration-guard webhook flags>`.
+Run: `python -m bench.server <migration-guard webhook flags>`. With MG_BENCH_REPLAY_DECISIONS=1,
+/validate decides each review once and replays that answer after (`replay_decisions`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -34,11 +36,35 @@ def register_echo(app: Flask, _cache: Any, _settings: Any) -> None:
         )
 
 
+REPLAY = "MG_BENCH_REPLAY_DECISIONS"
+
+
+def replay_decisions() -> None:
+    """/validate as it is, but `decide` runs once per review uid and its answer is replayed
+    after: what validate costs beyond the echo when its decision costs nothing (the request
+    parsing, metrics and checks around it), so the benchmark can tell the decision's live cost
+    from the rest. A benchmark-only server: its answers are not re-decided on a change."""
+    from webhook.admission import server
+
+    decide = server.decide
+    answers: dict[str, dict] = {}
+
+    def replayed(cache: Any, settings: Any, req: Any, *args: Any) -> dict:
+        answer = answers.get(req.uid)
+        if answer is None:
+            answer = answers[req.uid] = decide(cache, settings, req, *args)
+        return answer
+
+    server.decide = replayed
+
+
 def main(argv: list[str]) -> int:
     from extension.api import register_extension
     from webhook.admission import serve
     from webhook.admission.settings import parse_settings
 
+    if os.environ.get(REPLAY) == "1":
+        replay_decisions()
     settings = parse_settings(argv)
     return serve.run(settings, extensions=[register_extension, register_echo])
 

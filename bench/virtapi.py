@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import ssl
 import statistics
 import tempfile
@@ -100,14 +99,10 @@ class VirtApi:
 
 def _reviews(count: int, vmis: range, seed: int) -> list[bytes]:
     """Targeted VMIM reviews (as Harvester's UI sends them) for random VMIs of `vmis`."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        vmi = rng.choice(vmis)
-        target = f"node-{(vmi % NODES + 1 + rng.randrange(NODES - 1)) % NODES}"
-        review = o.review(o.vmim(i, vmi, target), uid=f"virtapi-{seed}-{i}")
-        out.append(json.dumps(review, separators=(",", ":")).encode())
-    return out
+    return [
+        json.dumps(r, separators=(",", ":")).encode()
+        for r in o.reviews(count, vmis, NODES, targeted=True, seed=seed, uid="virtapi")
+    ]
 
 
 def _post(url: str, path: str, body: bytes, ctx) -> dict:

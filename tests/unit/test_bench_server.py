@@ -1,0 +1,42 @@
+"""The benchmark server's replaying mode: each review decided once, its answer replayed after."""
+
+from __future__ import annotations
+
+import json
+
+from bench import server as bench_server
+from tests import webhook_objects as o
+from webhook.admission import server
+from webhook.admission.server import create_app
+from webhook.admission.settings import Settings
+from webhook.cluster.cache import StaticCache
+from webhook.cluster.state import ClusterState
+
+NS = "vms"
+
+
+def test_replay_decides_each_review_once_and_answers_it_the_same(monkeypatch):
+    monkeypatch.setattr(server, "decide", server.decide)  # restored after the test
+    decided: list[str] = []
+    real = server.decide
+
+    def counted(cache, settings, req, *args):
+        decided.append(req.uid)
+        return real(cache, settings, req, *args)
+
+    server.decide = counted
+    bench_server.replay_decisions()
+    state = ClusterState.from_objects(
+        [o.node("node-1"), o.node("node-2"), o.vmi(NS, "vm", "node-1", cdrom=True)]
+    )
+    client = create_app(Settings(), StaticCache(state)).test_client()
+    bodies = [o.review(o.vmim(NS, f"m-{i}", "vm"), uid=f"uid-{i}") for i in range(2)]
+
+    answers = [
+        client.post("/validate", data=json.dumps(b), content_type="application/json").get_json()
+        for b in (*bodies, *bodies)
+    ]
+
+    assert decided == ["uid-0", "uid-1"]
+    assert answers[0] == answers[2] and answers[1] == answers[3]
+    assert answers[0]["response"]["uid"] == "uid-0" and answers[0]["response"]["allowed"] is False
