@@ -295,7 +295,7 @@ def bench_decision(quick: bool = False) -> list[Figure]:
     loop, where each finds the last one's code and objects in the CPU's caches, and with
     EVICT_BYTES written between two decisions, as a request's own work (TLS, HTTP, Flask)
     does live. The second is what the admission throughput pays; their ratio says how much of
-    a decision's cost is memory, not instructions."""
+    a decision's cost is refilling the caches, not running instructions."""
     from webhook.admission import review
     from webhook.admission.server import decide
     from webhook.admission.settings import Settings
