@@ -22,7 +22,7 @@ from bench import cluster as c
 from bench import objects as o
 from bench.cpus import cpu_seconds, isolated
 from bench.inprocess import percentile
-from bench.load import fixed_rate, wrk
+from bench.load import bodies_file, fixed_rate, wrk
 from bench.results import Figure
 from bench.server import REPLAY
 from tests.harness.controlplane import ControlPlane, running_controlplane
@@ -33,18 +33,8 @@ RATE = 200.0
 
 
 def _reviews(count: int, *, targeted: bool, seed: int) -> list[bytes]:
-    """`objects.reviews` on this cluster, as the bodies wrk and the client post."""
-    return [
-        json.dumps(r, separators=(",", ":")).encode()
-        for r in o.reviews(count, range(VMIS), NODES, targeted=targeted, seed=seed)
-    ]
-
-
-def _targeted_file(targeted: list[bytes]) -> Path:
-    """The targeted reviews as wrk's Lua script reads them: one per line."""
-    path = Path(tempfile.mkdtemp(prefix="mg-bench-load-")) / "targeted.jsonl"
-    path.write_bytes(b"\n".join(targeted) + b"\n")
-    return path
+    """`objects.review_bodies` on this cluster."""
+    return o.review_bodies(count, range(VMIS), NODES, targeted=targeted, seed=seed)
 
 
 def _post(server: c.BenchServer, path: str, body: bytes) -> dict:
@@ -110,10 +100,11 @@ def _kubectl_figures(prefix: str, times: list[float], baseline: str | None) -> l
     ]
 
 
-def _admission(server: c.BenchServer, quick: bool, log) -> list[Figure]:
-    targeted = _reviews(2000, targeted=True, seed=1)
+def _admission(
+    server: c.BenchServer, targeted: list[bytes], bodies: Path, quick: bool, log
+) -> list[Figure]:
+    """`targeted`: the reviews the load posts; `bodies`: their `bodies_file`."""
     untargeted = _reviews(200, targeted=False, seed=2)
-    bodies = _targeted_file(targeted)
     for body in targeted[:20]:  # the load exercises the real decision, not an error path
         answer = _post(server, "/validate", body)["response"]
         assert answer["allowed"] is True and answer.get("warnings"), answer
@@ -248,15 +239,15 @@ def _throughput(server: c.BenchServer, bodies: Path, quick: bool) -> Throughput:
 def _server_alone(
     plane: ControlPlane,
     api: c.Api,
+    bodies: Path,
     quick: bool,
     log,
     *,
     ref: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Throughput:
-    """Another server measured as `_throughput` measures the main one, on the same cluster,
-    right after it: commit `ref`'s (a before/after), or this one's with `env`."""
-    bodies = _targeted_file(_reviews(2000, targeted=True, seed=1))
+    """Another server measured as `_throughput` measures the main one, on the same cluster and
+    `bodies`, right after it: commit `ref`'s (a before/after), or this one's with `env`."""
     with (
         c.checkout(ref) as repo,
         c.running_server(plane, api, repo=repo or c.REPO, env=env) as server,
@@ -340,6 +331,8 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
     figures: list[Figure] = []
     kubectl_count = 50 if quick else 200
     lookup_runs = 20 if quick else 50
+    targeted = _reviews(2000, targeted=True, seed=1)  # what the admission load posts
+    bodies = bodies_file(targeted)
     with running_controlplane() as plane:
         api = c.Api(plane)
         took = c.create_nodes(api, 0, 100)
@@ -363,7 +356,7 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
             if "lookup" in selected:
                 figures += _http_lookup(server, NODES, lookup_runs)
             if "admission" in selected:
-                figures += _admission(server, quick, log)
+                figures += _admission(server, targeted, bodies, quick, log)
             if "memory" in selected:
                 figures.append(
                     Figure("memory.server_rss_1000n_10000vmi", server.worker_rss_mb(), "MB")
@@ -372,12 +365,12 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
             beyond = next(
                 f.value for f in figures if f.name == "admission.validate.cpu_beyond_echo"
             )
-            replayed = _server_alone(plane, api, quick, log, env={REPLAY: "1"})
+            replayed = _server_alone(plane, api, bodies, quick, log, env={REPLAY: "1"})
             figures += _replay_figures(replayed, beyond, log)
             baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
             if baseline:
                 figures += _baseline_figures(
-                    _server_alone(plane, api, quick, log, ref=baseline), baseline, log
+                    _server_alone(plane, api, bodies, quick, log, ref=baseline), baseline, log
                 )
         with c.running_server(plane, api) as server:
             c.wait_for_nodes(server, NODES)

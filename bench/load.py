@@ -15,6 +15,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class WrkResult:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+def bodies_file(bodies: list[bytes]) -> Path:
+    """The bodies as `wrk`'s Lua script reads them: one per line, in a new temporary file."""
+    path = Path(tempfile.mkdtemp(prefix="mg-bench-load-")) / "bodies.jsonl"
+    path.write_bytes(b"\n".join(bodies) + b"\n")
+    return path
 
 
 def wrk(url: str, path: str, bodies: Path, seconds: int, connections: int = 8) -> WrkResult:

@@ -33,7 +33,6 @@ import json
 import os
 import ssl
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from bench import objects as o
 from bench.cpus import cpu_seconds, isolated
 from bench.inprocess import percentile
 from bench.live import VMIS, _kubectl_create
-from bench.load import fixed_rate, wrk
+from bench.load import bodies_file, fixed_rate, wrk
 from bench.results import Figure
 from tests.harness import kubevirt
 from tests.harness.controlplane import ControlPlane, running_controlplane
@@ -97,14 +96,6 @@ class VirtApi:
         return 0.0
 
 
-def _reviews(count: int, vmis: range, seed: int) -> list[bytes]:
-    """Targeted VMIM reviews (as Harvester's UI sends them) for random VMIs of `vmis`."""
-    return [
-        json.dumps(r, separators=(",", ":")).encode()
-        for r in o.reviews(count, vmis, NODES, targeted=True, seed=seed, uid="virtapi")
-    ]
-
-
 def _post(url: str, path: str, body: bytes, ctx) -> dict:
     import urllib.request
 
@@ -118,9 +109,8 @@ def _post(url: str, path: str, body: bytes, ctx) -> dict:
 def _admission(
     server: c.BenchServer, virt_api: VirtApi, plane: ControlPlane, vmis: range, quick: bool, log
 ) -> list[Figure]:
-    reviews = _reviews(2000, vmis, seed=3)
-    bodies = Path(tempfile.mkdtemp(prefix="mg-bench-virtapi-")) / "targeted.jsonl"
-    bodies.write_bytes(b"\n".join(reviews) + b"\n")
+    reviews = o.review_bodies(2000, vmis, NODES, targeted=True, seed=3, uid="virtapi")
+    bodies = bodies_file(reviews)
     virt_ctx = ssl.create_default_context(cafile=str(plane.ca_file))
     sides = {
         # name: (url, path, pid, TLS context trusting its certificate)

@@ -16,7 +16,6 @@ NS = "vms"
 
 
 def test_replay_decides_each_review_once_and_answers_it_the_same(monkeypatch):
-    monkeypatch.setattr(server, "decide", server.decide)  # restored after the test
     decided: list[str] = []
     real = server.decide
 
@@ -24,7 +23,7 @@ def test_replay_decides_each_review_once_and_answers_it_the_same(monkeypatch):
         decided.append(req.uid)
         return real(cache, settings, req, *args)
 
-    server.decide = counted
+    monkeypatch.setattr(server, "decide", counted)  # the original is back after the test
     bench_server.replay_decisions()
     state = ClusterState.from_objects(
         [o.node("node-1"), o.node("node-2"), o.vmi(NS, "vm", "node-1", cdrom=True)]
