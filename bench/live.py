@@ -24,7 +24,7 @@ from bench.cpus import cpu_seconds, isolated
 from bench.inprocess import percentile
 from bench.load import bodies_file, fixed_rate, wrk
 from bench.results import Figure
-from bench.server import REPLAY
+from bench.server import DECISIONS_PATH, REPLAY
 from tests.harness.controlplane import ControlPlane, running_controlplane
 
 NODES = 1000
@@ -245,16 +245,23 @@ def _server_alone(
     *,
     ref: str | None = None,
     env: dict[str, str] | None = None,
-) -> Throughput:
+    read: str | None = None,
+) -> tuple[Throughput, dict]:
     """Another server measured as `_throughput` measures the main one, on the same cluster and
-    `bodies`, right after it: commit `ref`'s (a before/after), or this one's with `env`."""
+    `bodies`, right after it: commit `ref`'s (a before/after), or this one's with `env`; and
+    what GET `read` answers after the runs (else {})."""
     with (
         c.checkout(ref) as repo,
         c.running_server(plane, api, repo=repo or c.REPO, env=env) as server,
     ):
         c.wait_for_nodes(server, NODES)
         with isolated(server.proc.pid, log):
-            return _throughput(server, bodies, quick)
+            t = _throughput(server, bodies, quick)
+        if read is None:
+            return t, {}
+        status, answer = server.get_json(read)
+        assert status == 200, (read, status, answer)
+        return t, answer
 
 
 def _baseline_figures(t: Throughput, ref: str, log) -> list[Figure]:
@@ -293,15 +300,19 @@ def _baseline_figures(t: Throughput, ref: str, log) -> list[Figure]:
     ]
 
 
-def _replay_figures(t: Throughput, beyond_echo: float, log) -> list[Figure]:
+def _replay_figures(t: Throughput, decisions: dict, beyond_echo: float, log) -> list[Figure]:
     """This server with each review's decision made once and replayed after
-    (bench.server.replay_decisions): the ratio validate reaches when its decision costs nothing,
-    and the decision's live CPU, what validate costs beyond the echo less what the replaying
-    server costs beyond its own."""
+    (bench.server.replay_decisions): the ratio validate reaches when its decision costs nothing;
+    the decision's live CPU, what validate costs beyond the echo less what the replaying
+    server costs beyond its own (a difference of two servers' figures: noisy); and what the
+    decisions took on their own thread, measured where they ran (`decisions`: the server's
+    DECISIONS_PATH)."""
     replay_beyond = t.cpu["validate"] - t.cpu["echo"]
+    own = decisions["threadCpuMedianUs"]
     log(
         f"  decisions replayed: echo {t.echo_rps:.0f} req/s, validate {t.validate_rps:.0f} "
-        f"req/s; {t.pairs_text()}"
+        f"req/s; {t.pairs_text()}; {decisions['decided']} decided, {own:.0f} us each on "
+        "their thread"
     )
     return [
         Figure(
@@ -320,6 +331,12 @@ def _replay_figures(t: Throughput, beyond_echo: float, log) -> list[Figure]:
         Figure(
             "admission.decide.live_us",
             beyond_echo - replay_beyond,
+            "us",
+            baseline="admission.decide.caches_flushed_us",
+        ),
+        Figure(
+            "admission.decide.live_thread_cpu_us",
+            own,
             "us",
             baseline="admission.decide.caches_flushed_us",
         ),
@@ -365,13 +382,14 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
             beyond = next(
                 f.value for f in figures if f.name == "admission.validate.cpu_beyond_echo"
             )
-            replayed = _server_alone(plane, api, bodies, quick, log, env={REPLAY: "1"})
-            figures += _replay_figures(replayed, beyond, log)
+            replayed, decisions = _server_alone(
+                plane, api, bodies, quick, log, env={REPLAY: "1"}, read=DECISIONS_PATH
+            )
+            figures += _replay_figures(replayed, decisions, beyond, log)
             baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
             if baseline:
-                figures += _baseline_figures(
-                    _server_alone(plane, api, bodies, quick, log, ref=baseline), baseline, log
-                )
+                t, _ = _server_alone(plane, api, bodies, quick, log, ref=baseline)
+                figures += _baseline_figures(t, baseline, log)
         with c.running_server(plane, api) as server:
             c.wait_for_nodes(server, NODES)
             if "kubectl" in selected:

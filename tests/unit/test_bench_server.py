@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import server as bench_server
 from tests import webhook_objects as o
 from webhook.admission import server
@@ -24,11 +26,14 @@ def test_replay_decides_each_review_once_and_answers_it_the_same(monkeypatch):
         return real(cache, settings, req, *args)
 
     monkeypatch.setattr(server, "decide", counted)  # the original is back after the test
-    bench_server.replay_decisions()
+    spent = bench_server.replay_decisions()
     state = ClusterState.from_objects(
         [o.node("node-1"), o.node("node-2"), o.vmi(NS, "vm", "node-1", cdrom=True)]
     )
-    client = create_app(Settings(), StaticCache(state)).test_client()
+    app = create_app(
+        Settings(), StaticCache(state), extensions=[bench_server.decisions_route(spent)]
+    )
+    client = app.test_client()
     bodies = [o.review(o.vmim(NS, f"m-{i}", "vm"), uid=f"uid-{i}") for i in range(2)]
 
     answers = [
@@ -39,3 +44,7 @@ def test_replay_decides_each_review_once_and_answers_it_the_same(monkeypatch):
     assert decided == ["uid-0", "uid-1"]
     assert answers[0] == answers[2] and answers[1] == answers[3]
     assert answers[0]["response"]["uid"] == "uid-0" and answers[0]["response"]["allowed"] is False
+    assert len(spent) == 2 and all(ns > 0 for ns in spent)  # the two real decisions, timed
+    cost = client.get(bench_server.DECISIONS_PATH).get_json()
+    assert cost["decided"] == 2
+    assert cost["threadCpuMedianUs"] == pytest.approx(sum(spent) / 2 / 1e3)  # median of two
