@@ -1,4 +1,4 @@
-"""The benchmark server's replaying mode: each review decided once, its answer replayed after."""
+"""The benchmark server's replaying mode: each review decided once and timed, then replayed."""
 
 from __future__ import annotations
 
