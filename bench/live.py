@@ -9,12 +9,14 @@ right after this one (throughput and CPU per review), for a before/after in one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,32 +238,24 @@ def _throughput(server: c.BenchServer, bodies: Path, quick: bool) -> Throughput:
     return Throughput(rps[c.ECHO_PATH], rps["/validate"], per_review, ratios)
 
 
+@contextlib.contextmanager
 def _server_alone(
-    plane: ControlPlane,
-    api: c.Api,
-    bodies: Path,
-    quick: bool,
-    log,
-    *,
-    ref: str | None = None,
-    env: dict[str, str] | None = None,
-    read: str | None = None,
-) -> tuple[Throughput, dict]:
-    """Another server measured as `_throughput` measures the main one, on the same cluster and
-    `bodies`, right after it: commit `ref`'s (a before/after), or this one's with `env`; and
-    what GET `read` answers after the runs (else {})."""
+    plane: ControlPlane, api: c.Api, *, ref: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[c.BenchServer]:
+    """Another server on the same cluster, once it sees every node, to measure as the main one
+    right after it: commit `ref`'s (a before/after), or this one's with `env`."""
     with (
         c.checkout(ref) as repo,
         c.running_server(plane, api, repo=repo or c.REPO, env=env) as server,
     ):
         c.wait_for_nodes(server, NODES)
-        with isolated(server.proc.pid, log):
-            t = _throughput(server, bodies, quick)
-        if read is None:
-            return t, {}
-        status, answer = server.get_json(read)
-        assert status == 200, (read, status, answer)
-        return t, answer
+        yield server
+
+
+def _throughput_alone(server: c.BenchServer, bodies: Path, quick: bool, log) -> Throughput:
+    """`_throughput` of a `_server_alone`, pinned as the main server's is."""
+    with isolated(server.proc.pid, log):
+        return _throughput(server, bodies, quick)
 
 
 def _baseline_figures(t: Throughput, ref: str, log) -> list[Figure]:
@@ -382,13 +376,15 @@ def bench_live(selected: set[str], quick: bool, log) -> list[Figure]:
             beyond = next(
                 f.value for f in figures if f.name == "admission.validate.cpu_beyond_echo"
             )
-            replayed, decisions = _server_alone(
-                plane, api, bodies, quick, log, env={REPLAY: "1"}, read=DECISIONS_PATH
-            )
+            with _server_alone(plane, api, env={REPLAY: "1"}) as server:
+                replayed = _throughput_alone(server, bodies, quick, log)
+                status, decisions = server.get_json(DECISIONS_PATH)
+                assert status == 200, (status, decisions)
             figures += _replay_figures(replayed, decisions, beyond, log)
             baseline = os.environ.get("MG_BENCH_ADMISSION_BASELINE")
             if baseline:
-                t, _ = _server_alone(plane, api, bodies, quick, log, ref=baseline)
+                with _server_alone(plane, api, ref=baseline) as server:
+                    t = _throughput_alone(server, bodies, quick, log)
                 figures += _baseline_figures(t, baseline, log)
         with c.running_server(plane, api) as server:
             c.wait_for_nodes(server, NODES)
